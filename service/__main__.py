@@ -1,0 +1,79 @@
+"""`python -m service` (or `haystream`): parse the command line and start uvicorn.
+
+Command-line options are written into the `HAYSTREAM_*` environment before uvicorn starts, so a
+multi-worker server builds the same `Settings` in every worker process (`app_from_env`), and the
+values are validated once here, before anything listens.
+"""
+
+import argparse
+import logging
+import os
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.logs import configure_logging
+from service.settings import Settings
+
+logger = logging.getLogger("service")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="haystream", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--demo", action="store_true", help="answer from the built-in demo model (offline)")
+    parser.add_argument("--base-url", help="OpenAI-compatible upstream, e.g. http://localhost:11434/v1")
+    parser.add_argument("--model", help="model name sent upstream")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for name, value in (("LOG_LEVEL", args.log_level), ("BASE_URL", args.base_url), ("MODEL", args.model)):
+        if value is not None:
+            os.environ[f"HAYSTREAM_{name}"] = value
+    if args.demo:
+        os.environ["HAYSTREAM_DEMO"] = "true"
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        raise SystemExit(f"invalid configuration:\n{error}") from None
+    configure_logging(settings.log_level)
+    demo = _start_demo_model(settings) if settings.demo else None
+    try:
+        uvicorn.run(
+            "service.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            log_level=settings.log_level,
+            server_header=False,
+        )
+    finally:
+        if demo is not None:
+            demo.stop_thread()
+
+
+def _start_demo_model(settings: Settings):  # type: ignore[no-untyped-def]
+    from service.demo_model import Behaviour, DemoModelServer
+
+    behaviour = Behaviour(
+        token_delay=settings.demo_token_delay, first_token_delay=settings.demo_first_token_delay
+    )
+    server = DemoModelServer(behaviour=behaviour)
+    server.start_in_thread()
+    os.environ["HAYSTREAM_BASE_URL"] = server.base_url
+    os.environ.setdefault("HAYSTREAM_MODEL", "demo")
+    logger.warning(
+        "DEMO MODE: answers come from the built-in demo model at %s, not a real LLM", server.base_url
+    )
+    return server
+
+
+if __name__ == "__main__":
+    main()

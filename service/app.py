@@ -1,0 +1,99 @@
+"""`create_app(settings)`: the FastAPI app, its error handlers, and the lifespan that owns the pool.
+
+The lifespan installs a thread pool sized for `max_streams` as the loop's default executor:
+`AsyncPipeline` runs the synchronous generator there, one thread per stream for the stream's
+whole length, and the default pool (min(32, cpus + 4) threads) would silently queue the seventh
+stream on a 2-core machine. Admission (`RunRegistry`) refuses what the pool cannot hold.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.deps import ServiceState
+from service.errors import InvalidRequest
+from service.logs import configure_logging
+from service.pool import StreamPool
+from service.routes import chat
+from service.runs import RunRegistry
+from service.schemas import ErrorBody
+from service.settings import Settings
+from service.upstream import UpstreamPool
+
+logger = logging.getLogger("service.app")
+
+# Prompt building also takes a pool thread, briefly, before the generator takes one for the stream.
+SPARE_THREADS = 4
+SHUTDOWN_GRACE = 5.0
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
+    app.include_router(chat.router)
+    app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
+    return app
+
+
+def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = StreamPool(settings.max_streams + SPARE_THREADS)
+        asyncio.get_running_loop().set_default_executor(pool)
+        upstream = UpstreamPool(settings.upstream_connections)
+        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
+        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
+        logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
+        try:
+            yield
+        finally:
+            registry.cancel_all()
+            await registry.wait_idle(SHUTDOWN_GRACE)
+            pool.shutdown(wait=False, cancel_futures=True)
+            upstream.close()
+
+    return lifespan
+
+
+def _error(status: int, error_type: str, message: str, errors: list[dict[str, str]]) -> JSONResponse:
+    body = ErrorBody(type=error_type, message=message, retryable=False, errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status)
+
+
+async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
+    return _error(422, "invalid_request", str(error), [{"field": error.field, "message": error.message}])
+
+
+async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, minus the echoed input (it may be a key), with fields named plainly."""
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type.split(";")[0].strip().lower() != "application/json":
+        field = {"field": "content-type", "message": "must be application/json"}
+        return _error(415, "unsupported_media_type", "content-type: must be application/json", [field])
+    fields = [_field_error(detail) for detail in error.errors()]
+    if any(detail.get("type") == "json_invalid" for detail in error.errors()):
+        return _error(
+            400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}]
+        )
+    message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
+    return _error(422, "invalid_request", message, fields)
+
+
+def _field_error(detail: dict[str, object]) -> dict[str, str]:
+    loc = [str(part) for part in detail.get("loc", ()) if part not in ("body", "header")]  # type: ignore[attr-defined]
+    message = str(detail.get("msg", "invalid"))
+    if detail.get("type") == "extra_forbidden":
+        message = "is not a known field"
+    return {"field": ".".join(loc) or "body", "message": message.removeprefix("Value error, ")}
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory: settings from the environment (which `python -m service` has filled in)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,27 @@
+"""What a request handler can depend on, as `Annotated` aliases."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.pool import StreamPool
+from service.runs import RunRegistry
+from service.settings import Settings
+
+
+@dataclass
+class ServiceState:
+    """Built by the app's lifespan; lives as long as the app."""
+
+    settings: Settings
+    registry: RunRegistry
+    pool: StreamPool
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]

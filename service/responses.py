@@ -1,0 +1,58 @@
+"""`EventStreamResponse`: the SSE response, with the client's departure wired to the run.
+
+Starlette's `StreamingResponse` only learns that a client left when its next write fails (ASGI
+2.4 servers) and appends `; charset=utf-8` to `text/*` media types, which breaks the
+`content-type === "text/event-stream"` check that fetch-event-source's README shows. This response
+sends the exact header, and listens for `http.disconnect` while streaming, so a client that
+leaves during a silent stretch (a slow first token, a stalled upstream) is noticed at once.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    # nginx buffers proxied responses unless told otherwise; this tells it, per response.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class EventStreamResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body_iterator = body
+        self.on_close = on_close
+        self.raw_headers = list(SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        streamer = loop.create_task(self._stream(send))
+        watcher = loop.create_task(_wait_for_disconnect(receive))
+        try:
+            await asyncio.wait((streamer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streamer, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+            await self.body_iterator.aclose()
+            self.on_close()
+
+    async def _stream(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        async for chunk in self.body_iterator:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,102 @@
+"""`POST /chat`: validate, admit, start a run, and stream it as Server-Sent Events."""
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+from haystack import AsyncPipeline
+from starlette.responses import Response
+
+from pipelines.chat import build_chat_pipeline
+from service.bridge import StreamBridge
+from service.collector import ChunkCollector, StreamItem
+from service.deps import StateDep
+from service.errors import CapacityExceeded, InvalidRequest, classify
+from service.responses import EventStreamResponse
+from service.schemas import ChatRequest, ErrorBody
+from service.settings import Settings
+from service.sse import KEEPALIVE, encode
+from service.upstream import RunTransport
+
+router = APIRouter()
+
+DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
+
+_STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
+    400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
+    503: {"model": ErrorBody, "description": "Every stream slot is taken; retry after Retry-After seconds."},
+}
+
+
+@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC)
+async def chat(
+    body: ChatRequest,
+    state: StateDep,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <key>`, if the body has no api_key.")
+    ] = None,
+) -> Response:
+    settings = state.settings
+    api_key = _api_key(body, authorization)
+    if len(body.query) > settings.max_query_chars:
+        raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    try:
+        run = state.registry.admit()
+    except CapacityExceeded:
+        return _at_capacity(settings)
+    try:
+        run.start(partial(_pipeline, settings, api_key), body.query)
+    except BaseException:
+        state.registry.release(run)
+        raise
+    metadata: dict[str, Any] = {"run_id": run.id, "model": settings.model}
+    if settings.demo:
+        metadata.update(demo=True, notice=DEMO_NOTICE)
+    collector = ChunkCollector(
+        run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
+    )
+    return EventStreamResponse(_sse(collector.events()), on_close=partial(run.close, collector))
+
+
+def _api_key(body: ChatRequest, authorization: str | None) -> str:
+    """The body's key wins; otherwise a Bearer token; otherwise the request is refused."""
+    if body.api_key is not None:
+        return body.api_key.get_secret_value()
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > 512 or not token.isascii() or " " in token:
+            raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
+        return token
+    raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
+
+
+def _pipeline(
+    settings: Settings, api_key: str, bridge: StreamBridge, transport: RunTransport
+) -> AsyncPipeline:
+    return build_chat_pipeline(
+        api_key=api_key,
+        model=settings.model,
+        streaming_callback=bridge,
+        base_url=settings.base_url,
+        timeout=settings.upstream_timeout,
+        max_retries=settings.upstream_max_retries,
+        generation_kwargs=settings.generation_kwargs(),
+        transport=transport,
+    )
+
+
+def _at_capacity(settings: Settings) -> JSONResponse:
+    body = ErrorBody(type="at_capacity", message="Every stream slot is taken; retry shortly.", retryable=True)
+    return JSONResponse(
+        body.model_dump(exclude_none=True), 503, headers={"Retry-After": str(settings.retry_after)}
+    )
+
+
+async def _sse(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes, None]:
+    async for item in items:
+        yield KEEPALIVE if item is None else encode(item)

@@ -1,0 +1,122 @@
+"""A run's life: admission, its id, the pipeline task, cancellation, and the registry that owns it.
+
+A run holds its admission slot until its producer task has really finished, not merely until
+its client left: the slot stands for a pool thread, and a cancelled run's thread is only free
+once the generator has unwound. Admitting against threads that are still busy would queue the
+next stream silently behind them, which is exactly what the 503 is there to prevent.
+"""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from haystack import AsyncPipeline
+
+from service.bridge import StreamBridge
+from service.collector import ChunkCollector, Failed, Finished, QueueItem
+from service.errors import CapacityExceeded, RunCancelled
+from service.upstream import RunTransport, UpstreamPool
+
+logger = logging.getLogger("service.runs")
+
+PipelineFactory = Callable[[StreamBridge, RunTransport], AsyncPipeline]
+
+
+class Run:
+    def __init__(self, registry: "RunRegistry", queue_size: int) -> None:
+        self.id = "run_" + secrets.token_urlsafe(16)
+        self.registry = registry
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=queue_size)
+        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue)
+        self.transport = registry.upstream.transport_for_run()
+        self.started = asyncio.get_running_loop().time()
+        self.task: asyncio.Task[None] | None = None
+        self.outcome = "running"
+
+    def start(self, factory: PipelineFactory, query: str) -> None:
+        pipeline = factory(self.bridge, self.transport)
+        self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, query), name=self.id)
+        self.task.add_done_callback(lambda _: self.registry.release(self))
+
+    async def _produce(self, pipeline: AsyncPipeline, query: str) -> None:
+        try:
+            result = await pipeline.run_async({"prompt_builder": {"query": query}})
+        except Exception as error:
+            if self.bridge.cancelled or _is_cancel(error):
+                return
+            await self.queue.put(Failed(error))
+            return
+        meta = result["llm"]["meta"]
+        await self.queue.put(Finished(meta[0] if meta else {}))
+
+    def cancel(self) -> None:
+        """Stop paying for this run: refuse more chunks, cut the upstream response, unblock the producer."""
+        self.bridge.cancel()
+        self.transport.abort()
+        while not self.queue.empty():  # nobody reads any more; a producer blocked on a full queue moves on
+            self.queue.get_nowait()
+
+    def close(self, collector: ChunkCollector) -> None:
+        """The response is over, however it ended; a run whose stream did not end is cancelled."""
+        if collector.finished:
+            self.outcome = "completed"
+        elif collector.error is not None:
+            self.outcome = f"error:{collector.error.type}"
+        else:
+            self.outcome = "client_gone"
+            self.cancel()
+        now = asyncio.get_running_loop().time()
+        first = collector.first_chunk_at
+        logger.info(
+            "run ended",
+            extra={
+                "run_id": self.id,
+                "outcome": self.outcome,
+                "chunks": collector.chunks,
+                "ttft_ms": None if first is None else round((first - self.started) * 1000, 1),
+                "duration_ms": round((now - self.started) * 1000, 1),
+            },
+        )
+
+
+def _is_cancel(error: BaseException) -> bool:
+    current: BaseException | None = error
+    while current is not None:
+        if isinstance(current, RunCancelled):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class RunRegistry:
+    def __init__(self, max_streams: int, upstream: UpstreamPool, queue_size: int) -> None:
+        self.max_streams = max_streams
+        self.upstream = upstream
+        self.queue_size = queue_size
+        self.runs: dict[str, Run] = {}
+
+    @property
+    def active(self) -> int:
+        return len(self.runs)
+
+    def admit(self) -> Run:
+        if len(self.runs) >= self.max_streams:
+            raise CapacityExceeded
+        run = Run(self, self.queue_size)
+        self.runs[run.id] = run
+        return run
+
+    def release(self, run: Run) -> None:
+        self.runs.pop(run.id, None)
+
+    def cancel_all(self) -> None:
+        for run in list(self.runs.values()):
+            run.cancel()
+
+    async def wait_idle(self, grace: float) -> bool:
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        return not pending

@@ -1,0 +1,54 @@
+"""Request and response bodies."""
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+# Printable ASCII, no spaces: anything else cannot travel in an Authorization header.
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+# C0 controls and DEL, except tab, newline and carriage return, which questions legitimately hold.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+MAX_KEY_CHARS = 512
+
+
+class ChatRequest(BaseModel):
+    """Unknown fields are rejected, so a misspelt field fails loudly instead of being ignored."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    query: Annotated[str, Field(min_length=1, description="The question; at most HAYSTREAM_MAX_QUERY_CHARS.")]
+    api_key: Annotated[
+        SecretStr | None,
+        Field(
+            default=None,
+            max_length=MAX_KEY_CHARS,
+            description="The caller's OpenAI key; or send it as a Bearer token.",
+        ),
+    ] = None
+
+    @field_validator("query")
+    @classmethod
+    def _query_has_text(cls, query: str) -> str:
+        if not query.strip():
+            raise ValueError("must not be empty or only whitespace")
+        if _CONTROL.search(query):
+            raise ValueError("must not contain control characters (tab and newlines are fine)")
+        return query
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_header_safe(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not _KEY_CHARS.fullmatch(key.get_secret_value()):
+            raise ValueError("must be non-empty printable ASCII without spaces")
+        return key
+
+
+class ErrorBody(BaseModel):
+    """Every error the service answers with before a stream starts (and, as an event, after)."""
+
+    type: str
+    message: str
+    retryable: bool
+    errors: list[dict[str, str]] | None = None

@@ -1,0 +1,80 @@
+"""One pooled set of connections to the upstream, shared by every run without mixing keys.
+
+`OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
+client, TLS context and connection pool (about 19 ms of CPU on the event loop, and a new TCP/TLS
+handshake per request). Instead each run's client gets a `RunTransport`: a thin view of the
+shared pool. Keys never mix because the key is a header of each request, not of a connection.
+
+The view also lets a cancelled run cut its upstream response at once: `abort()` shuts the
+socket down, which wakes a worker thread blocked reading a stalled stream. A lock makes sure
+this only happens while the response is still ours, never after the connection went back to
+the pool for someone else.
+"""
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+
+
+class UpstreamPool:
+    def __init__(self, max_connections: int) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._transport = httpx.HTTPTransport(limits=limits)
+
+    def transport_for_run(self) -> "RunTransport":
+        return RunTransport(self._transport)
+
+    def close(self) -> None:
+        self._transport.close()
+
+
+class RunTransport(httpx.BaseTransport):
+    def __init__(self, shared: httpx.HTTPTransport) -> None:
+        self._shared = shared
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._aborted = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._shared.handle_request(request)
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._socket = sock
+            aborted = self._aborted
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        response.stream = _ReleasingStream(response.stream, self._release)
+        if aborted:
+            self.abort()
+        return response
+
+    def abort(self) -> None:
+        """From any thread: end the response in flight, if there is one."""
+        with self._lock:
+            self._aborted = True
+            if self._socket is not None:
+                with contextlib.suppress(OSError):  # already closed by the peer or by the pool
+                    self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._socket = None
+
+    def close(self) -> None:
+        """The run's client is done with the pool; the pool itself stays open."""
+
+
+class _ReleasingStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, on_close: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_close = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        self._on_close()  # forget the socket before the connection returns to the pool
+        self._inner.close()

@@ -1,0 +1,128 @@
+"""Test helpers: a real uvicorn server on an unused port, and an SSE parser that keeps what it saw."""
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def run_server(app: FastAPI) -> Iterator[str]:
+    """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=unused_port(), log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        if not _wait(lambda: server.started or not thread.is_alive(), 10):
+            raise TimeoutError("uvicorn did not start")
+        if not server.started:
+            raise RuntimeError("uvicorn failed to start")
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+def _wait(condition: Callable[[], object], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0, message: str = "condition") -> None:
+    """Poll with a deadline; the failure says what was awaited."""
+    if not _wait(condition, timeout):
+        raise AssertionError(f"timed out waiting for {message}")
+
+
+@dataclass
+class SSEEvent:
+    event: str
+    data: str
+    id: str | None
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class SSEParser:
+    """A spec-following incremental parser (what a browser's EventSource does), plus comments."""
+
+    events: list[SSEEvent] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    _buffer: str = ""
+    _data: list[str] = field(default_factory=list)
+    _event: str = ""
+    _id: str | None = None
+
+    def feed(self, text: str) -> list[SSEEvent]:
+        self._buffer += text
+        new: list[SSEEvent] = []
+        while True:
+            line, sep, rest = _split_line(self._buffer)
+            if not sep:
+                return new
+            self._buffer = rest
+            event = self._line(line)
+            if event is not None:
+                self.events.append(event)
+                new.append(event)
+
+    def _line(self, line: str) -> SSEEvent | None:
+        if line == "":
+            if not self._data:
+                self._event = ""
+                return None
+            event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
+            self._data, self._event = [], ""
+            return event
+        if line.startswith(":"):
+            self.comments.append(line[1:].strip())
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        return None
+
+
+def _split_line(buffer: str) -> tuple[str, str, str]:
+    for index, char in enumerate(buffer):
+        if char == "\n":
+            return buffer[:index], "\n", buffer[index + 1 :]
+        if char == "\r":
+            if index + 1 == len(buffer):
+                return "", "", buffer  # wait: it may be the first half of CRLF
+            end = index + 2 if buffer[index + 1] == "\n" else index + 1
+            return buffer[:index], buffer[index:end], buffer[end:]
+    return "", "", buffer
+
+
+def parse_sse(text: str) -> SSEParser:
+    parser = SSEParser()
+    parser.feed(text)
+    return parser
