@@ -20,9 +20,7 @@ from haystack.components.generators import OpenAIGenerator
 from haystack.dataclasses import StreamingChunk
 from haystack.utils import Secret
 
-warnings.filterwarnings(
-    "ignore", message="The `OpenAIGenerator` component is deprecated", category=FutureWarning
-)
+warnings.filterwarnings("ignore", message="The `OpenAIGenerator` component is deprecated", category=FutureWarning)
 
 TEMPLATES = Path(__file__).parent / "templates"
 CHAT_TEMPLATE = (TEMPLATES / "chat.jinja2").read_text()

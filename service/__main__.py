@@ -62,16 +62,12 @@ def main(argv: list[str] | None = None) -> None:
 def _start_demo_model(settings: Settings):  # type: ignore[no-untyped-def]
     from service.demo_model import Behaviour, DemoModelServer
 
-    behaviour = Behaviour(
-        token_delay=settings.demo_token_delay, first_token_delay=settings.demo_first_token_delay
-    )
+    behaviour = Behaviour(token_delay=settings.demo_token_delay, first_token_delay=settings.demo_first_token_delay)
     server = DemoModelServer(behaviour=behaviour)
     server.start_in_thread()
     os.environ["HAYSTREAM_BASE_URL"] = server.base_url
     os.environ.setdefault("HAYSTREAM_MODEL", "demo")
-    logger.warning(
-        "DEMO MODE: answers come from the built-in demo model at %s, not a real LLM", server.base_url
-    )
+    logger.warning("DEMO MODE: answers come from the built-in demo model at %s, not a real LLM", server.base_url)
     return server
 
 

@@ -8,18 +8,19 @@ stream on a 2-core machine. Admission (`RunRegistry`) refuses what the pool cann
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from service.deps import ServiceState
 from service.errors import InvalidRequest
 from service.logs import configure_logging
 from service.pool import StreamPool
-from service.routes import chat
+from service.routes import chat, health
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
@@ -35,8 +36,10 @@ SHUTDOWN_GRACE = 5.0
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
+    app.include_router(health.router)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     return app
 
 
@@ -60,9 +63,23 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     return lifespan
 
 
-def _error(status: int, error_type: str, message: str, errors: list[dict[str, str]]) -> JSONResponse:
+def _error(
+    status: int,
+    error_type: str,
+    message: str,
+    errors: list[dict[str, str]] | None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body = ErrorBody(type=error_type, message=message, retryable=False, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status)
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
+
+
+async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
+    """Starlette's and FastAPI's own HTTP errors, in the service's error shape."""
+    if error.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
+        message = "body: could not be parsed as UTF-8 JSON"
+        return _error(400, "invalid_json", message, [{"field": "body", "message": "could not be parsed"}])
+    return _error(error.status_code, "http_error", str(error.detail), None, error.headers)
 
 
 async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
@@ -77,9 +94,7 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
         return _error(415, "unsupported_media_type", "content-type: must be application/json", [field])
     fields = [_field_error(detail) for detail in error.errors()]
     if any(detail.get("type") == "json_invalid" for detail in error.errors()):
-        return _error(
-            400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}]
-        )
+        return _error(400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
     return _error(422, "invalid_request", message, fields)
 

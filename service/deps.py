@@ -17,6 +17,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
+    draining: bool = False
 
 
 def get_state(request: Request) -> ServiceState:

@@ -51,9 +51,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 def _from_status(error: openai.APIStatusError) -> RunError:
     status = error.status_code
     if status in (401, 403):
-        return RunError(
-            ErrorType.UPSTREAM_AUTH, f"The upstream refused the API key ({status}).", False, status
-        )
+        return RunError(ErrorType.UPSTREAM_AUTH, f"The upstream refused the API key ({status}).", False, status)
     if status == 429:
         retry_after = _retry_after(error.response)
         return RunError(ErrorType.RATE_LIMITED, "The upstream is rate limiting.", True, status, retry_after)
@@ -75,14 +73,10 @@ def classify(error: BaseException) -> RunError:
         if isinstance(cause, openai.APITimeoutError | httpx.TimeoutException):
             return RunError(ErrorType.UPSTREAM_TIMEOUT, "The upstream did not answer in time.", True)
         if isinstance(cause, openai.APIConnectionError | httpx.TransportError):
-            return RunError(
-                ErrorType.UPSTREAM_UNAVAILABLE, "The upstream could not be reached or hung up.", True
-            )
+            return RunError(ErrorType.UPSTREAM_UNAVAILABLE, "The upstream could not be reached or hung up.", True)
         if isinstance(cause, openai.APIError | json.JSONDecodeError):
             # openai.APIError here: a stream that carried an error object or failed validation.
-            return RunError(
-                ErrorType.UPSTREAM_MALFORMED, "The upstream sent a response we could not read.", True
-            )
+            return RunError(ErrorType.UPSTREAM_MALFORMED, "The upstream sent a response we could not read.", True)
     return RunError(ErrorType.INTERNAL, "The service failed while streaming the answer.", False)
 
 

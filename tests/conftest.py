@@ -1,6 +1,8 @@
 """App and client fixtures. Settings are built per test and passed in; nothing global to patch."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -8,7 +10,10 @@ import pytest
 from fastapi import FastAPI
 
 from service.app import create_app
+from service.demo_model import Behaviour, DemoModelServer
+from service.deps import ServiceState
 from service.settings import Settings
+from tests.support import asgi_client_for, run_server
 
 UPSTREAM = "http://upstream.test/v1"
 
@@ -28,9 +33,46 @@ def make_settings() -> SettingsFactory:
 async def asgi_client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process, lifespan run, no sockets: for contract tests at the SDK's HTTP boundary."""
     app = create_app(make_settings())
-    async with app.router.lifespan_context(app), _client(app) as client:
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
         yield client
 
 
 def _client(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test")
+
+
+@pytest.fixture
+def upstream_server() -> Iterator[DemoModelServer]:
+    """A real local server speaking OpenAI's streaming protocol, fast by default."""
+    server = DemoModelServer(behaviour=Behaviour(token_delay=0.005, first_token_delay=0.0))
+    with server:
+        yield server
+
+
+@dataclass
+class LiveService:
+    url: str
+    app: FastAPI
+    client: httpx.Client
+
+    @property
+    def state(self) -> ServiceState:
+        state: ServiceState = self.app.state.service
+        return state
+
+
+LiveFactory = Callable[..., LiveService]
+
+
+@pytest.fixture
+def live_service(upstream_server: DemoModelServer, make_settings: SettingsFactory) -> Iterator[LiveFactory]:
+    """Start the service under a real uvicorn, pointed at `upstream_server`; stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(**overrides: Any) -> LiveService:
+            app = create_app(make_settings(**({"base_url": upstream_server.base_url, "model": "demo"} | overrides)))
+            url = stack.enter_context(run_server(app))
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=30))
+            return LiveService(url, app, client)
+
+        yield start

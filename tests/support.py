@@ -9,8 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
+
+
+def asgi_client_for(app: FastAPI) -> httpx.AsyncClient:
+    """The app in-process, no sockets: for contract tests at the SDK's HTTP boundary."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test")
 
 
 def unused_port() -> int:
@@ -70,6 +76,7 @@ class SSEParser:
 
     events: list[SSEEvent] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # "event:NAME" and "comment:TEXT", in arrival order
     _buffer: str = ""
     _data: list[str] = field(default_factory=list)
     _event: str = ""
@@ -86,6 +93,7 @@ class SSEParser:
             event = self._line(line)
             if event is not None:
                 self.events.append(event)
+                self.log.append(f"event:{event.event}")
                 new.append(event)
 
     def _line(self, line: str) -> SSEEvent | None:
@@ -98,6 +106,7 @@ class SSEParser:
             return event
         if line.startswith(":"):
             self.comments.append(line[1:].strip())
+            self.log.append(f"comment:{line[1:].strip()}")
             return None
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
@@ -126,3 +135,40 @@ def parse_sse(text: str) -> SSEParser:
     parser = SSEParser()
     parser.feed(text)
     return parser
+
+
+class LiveStream:
+    """A client reading `POST /chat` event by event, that can walk away at any point."""
+
+    def __init__(self, client: httpx.Client, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._context = client.stream("POST", "/chat", json=body, headers=headers)
+        self.response = self._context.__enter__()
+        self.parser = SSEParser()
+        self._chunks = self.response.iter_text()
+        self._taken = 0
+
+    def next_event(self) -> SSEEvent | None:
+        """The next event, or None when the stream ended."""
+        while True:
+            if len(self.parser.events) > self._taken:
+                self._taken += 1
+                return self.parser.events[self._taken - 1]
+            text = next(self._chunks, None)
+            if text is None:
+                return None
+            self.parser.feed(text)
+
+    def rest(self) -> list[SSEEvent]:
+        events = []
+        while (event := self.next_event()) is not None:
+            events.append(event)
+        return events
+
+    def close(self) -> None:
+        self._context.__exit__(None, None, None)
+
+    def __enter__(self) -> "LiveStream":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

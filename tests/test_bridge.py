@@ -9,8 +9,8 @@ from service.bridge import StreamBridge
 from service.errors import RunCancelled
 
 
-async def _until(condition: object, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
+async def _until(condition: object, deadline: float = 5.0) -> None:
+    async with asyncio.timeout(deadline):
         while not condition():  # type: ignore[operator]
             await asyncio.sleep(0.001)
 
@@ -18,8 +18,12 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
 async def test_chunks_arrive_in_order() -> None:
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=4)
     bridge = StreamBridge(asyncio.get_running_loop(), queue)
-    producer = asyncio.to_thread(lambda: [bridge(n) for n in range(50)])
-    task = asyncio.ensure_future(producer)
+
+    def produce() -> None:
+        for n in range(50):
+            bridge(n)
+
+    task = asyncio.ensure_future(asyncio.to_thread(produce))
     received = [await queue.get() for _ in range(50)]
     await task
     assert received == list(range(50))

@@ -1,6 +1,7 @@
 """POST /chat at the OpenAI SDK's HTTP boundary (respx): streamed SSE bytes in, events out."""
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,14 +30,21 @@ def upstream_stream(texts: list[str], usage: dict[str, int] | None = None) -> by
     frames += [chunk({"content": text}) for text in texts]
     frames.append(chunk({}, finish="stop"))
     if usage is not None:
-        body = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [], "usage": usage}
+        body = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [],
+            "usage": usage,
+        }
         frames.append(f"data: {json.dumps(body)}\n\n")
     frames.append("data: [DONE]\n\n")
     return "".join(frames).encode()
 
 
 @pytest.fixture
-def upstream() -> respx.MockRouter:
+def upstream() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url=UPSTREAM, assert_all_called=False) as router:
         yield router
 
@@ -104,7 +112,9 @@ async def test_the_body_key_wins_over_the_header(asgi_client: httpx.AsyncClient,
 
 
 async def test_chunks_without_text_send_no_event(asgi_client: httpx.AsyncClient, upstream: respx.MockRouter) -> None:
-    stream = upstream_stream(["a"]).replace(b"data: [DONE]", (chunk({}) + chunk({"content": "b"})).encode() + b"data: [DONE]")
+    stream = upstream_stream(["a"]).replace(
+        b"data: [DONE]", (chunk({}) + chunk({"content": "b"})).encode() + b"data: [DONE]"
+    )
     upstream.post("/chat/completions").mock(return_value=sse_response(stream))
     _, events = await post_chat(asgi_client)
     assert [e.json() for e in events if e.event == "data"] == ["a", "b"]

@@ -41,13 +41,9 @@ def test_rate_limit_carries_retry_after() -> None:
 
 def test_wrapped_in_pipeline_error_is_unwrapped() -> None:
     cause = _status_error(401)
-    try:
-        try:
-            raise cause
-        except openai.APIStatusError as inner:
-            raise PipelineRuntimeError.from_exception("llm", object, inner) from inner
-    except PipelineRuntimeError as wrapped:
-        assert classify(wrapped).type is ErrorType.UPSTREAM_AUTH
+    wrapped = PipelineRuntimeError.from_exception("llm", object, cause)
+    wrapped.__cause__ = cause
+    assert classify(wrapped).type is ErrorType.UPSTREAM_AUTH
 
 
 @pytest.mark.parametrize(
@@ -56,7 +52,10 @@ def test_wrapped_in_pipeline_error_is_unwrapped() -> None:
         (httpx.ReadTimeout("slow"), ErrorType.UPSTREAM_TIMEOUT),
         (openai.APITimeoutError(httpx.Request("POST", "http://u")), ErrorType.UPSTREAM_TIMEOUT),
         (httpx.RemoteProtocolError("peer closed"), ErrorType.UPSTREAM_UNAVAILABLE),
-        (openai.APIConnectionError(request=httpx.Request("POST", "http://u")), ErrorType.UPSTREAM_UNAVAILABLE),
+        (
+            openai.APIConnectionError(request=httpx.Request("POST", "http://u")),
+            ErrorType.UPSTREAM_UNAVAILABLE,
+        ),
         (json.JSONDecodeError("bad", "{x", 1), ErrorType.UPSTREAM_MALFORMED),
         (RuntimeError("bug"), ErrorType.INTERNAL),
         (ValueError("bug"), ErrorType.INTERNAL),

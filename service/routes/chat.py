@@ -14,6 +14,7 @@ from service.bridge import StreamBridge
 from service.collector import ChunkCollector, StreamItem
 from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
+from service.logs import current_run_id
 from service.responses import EventStreamResponse
 from service.schemas import ChatRequest, ErrorBody
 from service.settings import Settings
@@ -36,9 +37,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 async def chat(
     body: ChatRequest,
     state: StateDep,
-    authorization: Annotated[
-        str | None, Header(description="`Bearer <key>`, if the body has no api_key.")
-    ] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")] = None,
 ) -> Response:
     settings = state.settings
     api_key = _api_key(body, authorization)
@@ -48,6 +47,7 @@ async def chat(
         run = state.registry.admit()
     except CapacityExceeded:
         return _at_capacity(settings)
+    current_run_id.set(run.id)
     try:
         run.start(partial(_pipeline, settings, api_key), body.query)
     except BaseException:
@@ -75,9 +75,7 @@ def _api_key(body: ChatRequest, authorization: str | None) -> str:
     raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
 
 
-def _pipeline(
-    settings: Settings, api_key: str, bridge: StreamBridge, transport: RunTransport
-) -> AsyncPipeline:
+def _pipeline(settings: Settings, api_key: str, bridge: StreamBridge, transport: RunTransport) -> AsyncPipeline:
     return build_chat_pipeline(
         api_key=api_key,
         model=settings.model,
@@ -92,9 +90,7 @@ def _pipeline(
 
 def _at_capacity(settings: Settings) -> JSONResponse:
     body = ErrorBody(type="at_capacity", message="Every stream slot is taken; retry shortly.", retryable=True)
-    return JSONResponse(
-        body.model_dump(exclude_none=True), 503, headers={"Retry-After": str(settings.retry_after)}
-    )
+    return JSONResponse(body.model_dump(exclude_none=True), 503, headers={"Retry-After": str(settings.retry_after)})
 
 
 async def _sse(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes, None]:

@@ -1,0 +1,65 @@
+"""`python -m service --demo`: the README's run command, as a real process."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import parse_sse, unused_port, wait_until
+
+
+@pytest.fixture
+def demo_process(tmp_path: Path) -> Iterator[str]:
+    port = unused_port()
+    env = os.environ | {"HAYSTREAM_DEMO_TOKEN_DELAY": "0", "HAYSTREAM_DEMO_FIRST_TOKEN_DELAY": "0"}
+    log = tmp_path / "service.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--demo", "--port", str(port)], env=env, stdout=output, stderr=output
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(url) or process.poll() is not None, timeout=30, message="the service to listen")
+        assert process.poll() is None, log.read_text()
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            raise
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_demo_mode_answers_offline_and_says_so(demo_process: str) -> None:
+    response = httpx.post(f"{demo_process}/chat", json={"query": "Hello?", "api_key": "anything"}, timeout=30)
+    events = parse_sse(response.text).events
+    metadata = events[0].json()
+    assert metadata["demo"] is True
+    assert metadata["model"] == "demo"
+    assert "demo model" in metadata["notice"]
+    text = "".join(e.json() for e in events if e.event == "data")
+    assert "demo model" in text
+    assert "Hello?" in text
+    assert events[-1].event == "end"
+
+
+def test_invalid_configuration_is_refused_before_listening() -> None:
+    env = os.environ | {"HAYSTREAM_MAX_STREAMS": "0"}
+    command = [sys.executable, "-m", "service", "--port", str(unused_port())]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "max_streams" in result.stderr

@@ -1,0 +1,68 @@
+"""The chat pipeline builder, on its own: no web layer involved."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import respx
+from haystack import AsyncPipeline
+from haystack.components.generators import OpenAIGenerator
+
+from pipelines.chat import build_chat_pipeline
+
+
+def test_builds_prompt_builder_into_generator_with_the_given_key() -> None:
+    pipeline = build_chat_pipeline(api_key="sk-one", model="m", base_url="http://upstream.test/v1")
+    assert isinstance(pipeline, AsyncPipeline)
+    generator = pipeline.get_component("llm")
+    assert isinstance(generator, OpenAIGenerator)
+    assert generator.client.api_key == "sk-one"
+    assert str(generator.client.base_url) == "http://upstream.test/v1/"
+    assert "sk-one" not in repr(generator.api_key)
+
+
+async def test_the_query_is_data_not_template() -> None:
+    """A query is rendered as a variable: Jinja syntax in it reaches the model literally."""
+    query = "{{ 7*7 }} {% for x in [1,2] %}{{ x }}{% endfor %} {{ config }}"
+    with respx.mock(base_url="http://upstream.test/v1") as router:
+        route = router.post("/chat/completions").mock(
+            return_value=httpx.Response(
+                200,
+                json={
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "m",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "ok"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                },
+            )
+        )
+        pipeline = build_chat_pipeline(api_key="k", model="m", base_url="http://upstream.test/v1", max_retries=0)
+        result = await pipeline.run_async({"prompt_builder": {"query": query}})
+    assert result["llm"]["replies"] == ["ok"]
+    messages = json.loads(route.calls.last.request.content)["messages"]
+    assert messages == [{"role": "user", "content": query}]
+
+
+def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Path) -> None:
+    probe = "import pipelines.chat, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
+    env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"}
+    off = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert off.stdout.strip() == "True"
+    on = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env | {"HAYSTACK_TELEMETRY_ENABLED": "true", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert on.stdout.strip() == "False"

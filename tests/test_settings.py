@@ -1,0 +1,51 @@
+"""Settings: env prefix, OPENAI_BASE_URL, bounds, and combinations refused at start-up."""
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_defaults_talk_to_openai() -> None:
+    settings = Settings()
+    assert settings.base_url is None
+    assert settings.keepalive_interval == 15
+    assert settings.demo is False
+
+
+def test_env_prefix_and_openai_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:11434/v1")
+    monkeypatch.setenv("HAYSTREAM_MAX_STREAMS", "7")
+    settings = Settings()
+    assert settings.base_url == "http://localhost:11434/v1"
+    assert settings.max_streams == 7
+
+
+def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://a/v1")
+    monkeypatch.setenv("HAYSTREAM_BASE_URL", "http://b/v1")
+    assert Settings().base_url == "http://b/v1"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("max_streams", 0),
+        ("queue_size", 0),
+        ("keepalive_interval", 0),
+        ("keepalive_interval", 60),
+        ("log_level", "loud"),
+    ],
+)
+def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_generation_kwargs_follow_settings() -> None:
+    assert Settings(include_usage=False).generation_kwargs() == {}
+    assert Settings(temperature=0.2, max_completion_tokens=5).generation_kwargs() == {
+        "stream_options": {"include_usage": True},
+        "temperature": 0.2,
+        "max_completion_tokens": 5,
+    }
