@@ -37,6 +37,10 @@ class CapacityExceeded(Exception):
     """Every stream slot is taken."""
 
 
+class UpstreamIncomplete(Exception):
+    """The upstream's stream ended cleanly but without a finish reason: the answer was cut short."""
+
+
 class RunCancelled(Exception):
     """Raised in the worker thread to stop a generation nobody is reading any more."""
 
@@ -68,6 +72,9 @@ def _from_status(error: openai.APIStatusError) -> RunError:
 def classify(error: BaseException) -> RunError:
     """Map whatever ended a run to the error a client sees, looking through wrapper exceptions."""
     for cause in _chain(error):
+        if isinstance(cause, UpstreamIncomplete):
+            message = "The upstream ended the stream before the answer was complete."
+            return RunError(ErrorType.UPSTREAM_UNAVAILABLE, message, True)
         if isinstance(cause, openai.APIStatusError):
             return _from_status(cause)
         if isinstance(cause, openai.APITimeoutError | httpx.TimeoutException):

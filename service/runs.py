@@ -10,12 +10,13 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from haystack import AsyncPipeline
 
 from service.bridge import StreamBridge
 from service.collector import ChunkCollector, Failed, Finished, QueueItem
-from service.errors import CapacityExceeded, RunCancelled
+from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete
 from service.upstream import RunTransport, UpstreamPool
 
 logger = logging.getLogger("service.runs")
@@ -40,15 +41,21 @@ class Run:
         self.task.add_done_callback(lambda _: self.registry.release(self))
 
     async def _produce(self, pipeline: AsyncPipeline, query: str) -> None:
+        """Whatever happens, the queue ends with one `Finished` or `Failed`, unless nobody is reading."""
         try:
-            result = await pipeline.run_async({"prompt_builder": {"query": query}})
+            outcome: Finished | Failed = await self._generate(pipeline, query)
         except Exception as error:
             if self.bridge.cancelled or _is_cancel(error):
                 return
-            await self.queue.put(Failed(error))
-            return
-        meta = result["llm"]["meta"]
-        await self.queue.put(Finished(meta[0] if meta else {}))
+            outcome = Failed(error)
+        await self.queue.put(outcome)
+
+    async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
+        result = await pipeline.run_async({"prompt_builder": {"query": query}})
+        meta: dict[str, Any] = result["llm"]["meta"][0] if result["llm"]["meta"] else {}
+        if meta.get("finish_reason") is None:  # the SDK ends quietly when a stream stops short
+            return Failed(UpstreamIncomplete())
+        return Finished(meta)
 
     def cancel(self) -> None:
         """Stop paying for this run: refuse more chunks, cut the upstream response, unblock the producer."""

@@ -171,3 +171,24 @@ def test_an_unreachable_upstream_is_a_typed_error(live_service: LiveFactory) -> 
     events = parse_sse(service.client.post("/chat", json=body()).text).events
     assert [e.event for e in events] == ["metadata", "error"]
     assert events[1].json()["type"] == "upstream_unavailable"
+
+
+def test_an_upstream_stream_cut_short_is_an_error_not_an_end(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=10, fault="close_mid", fault_after=4, token_delay=0)
+    service = live_service()
+    events = parse_sse(service.client.post("/chat", json=body()).text).events
+    assert [e.event for e in events] == ["metadata", "data", "data", "data", "data", "error"]
+    assert events[-1].json()["type"] == "upstream_unavailable"
+    assert events[-1].json()["retryable"] is True
+
+
+def test_a_stream_without_done_but_with_a_finish_reason_is_complete(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=5, fault="no_done", first_token_delay=0, token_delay=0)
+    service = live_service()
+    events = parse_sse(service.client.post("/chat", json=body()).text).events
+    assert events[-1].event == "end"
+    assert "".join(e.json() for e in events if e.event == "data") == expected_text("x", upstream_server.behaviour)
