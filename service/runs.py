@@ -28,8 +28,9 @@ class Run:
     def __init__(self, registry: "RunRegistry", queue_size: int) -> None:
         self.id = "run_" + secrets.token_urlsafe(16)
         self.registry = registry
-        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=queue_size)
-        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue)
+        # One batch in the queue and one in the bridge: at most 2 x queue_size chunks per stream.
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=1)
+        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue, max_pending=queue_size)
         self.transport = registry.upstream.transport_for_run()
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
@@ -48,6 +49,7 @@ class Run:
             if self.bridge.cancelled or _is_cancel(error):
                 return
             outcome = Failed(error)
+        await self.bridge.flush()  # the text that came before the end, or before the failure
         await self.queue.put(outcome)
 
     async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
