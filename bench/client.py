@@ -7,6 +7,7 @@ Times are `time.perf_counter()` seconds from just before the request is written.
 """
 
 import asyncio
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ class StreamResult:
 
     def gaps(self) -> list[float]:
         times = self.token_times
-        return [b - a for a, b in zip(times, times[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(times)]
 
 
 def chat_request(host: str, port: int, path: str, body: dict[str, object], key: str) -> bytes:

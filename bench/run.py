@@ -59,7 +59,9 @@ def _pin(pid: int, cpu: int | None) -> None:
 
 
 @contextlib.contextmanager
-def process(command: list[str], env: dict[str, str], cpu: int | None, ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    command: list[str], env: dict[str, str], cpu: int | None, ready_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _pin(proc.pid, cpu)
@@ -167,7 +169,8 @@ class Running:
 
         async def loop() -> None:
             for n in counter:
-                result = await stream(HOST, port, self.request(n, direct), upstream_format=direct, leave_after=leave_after)
+                request = self.request(n, direct)
+                result = await stream(HOST, port, request, upstream_format=direct, leave_after=leave_after)
                 if leave_after is None and result.error is None and result.text != self.expected(n):
                     result.error = "inexact text"
                 results.append(result)
@@ -208,7 +211,12 @@ def summarize(results: list[StreamResult]) -> dict[str, Any]:
 
 async def both(running: Running, clients: int, requests: int) -> dict[str, Any]:
     direct = summarize(await running.load(clients, requests, direct=True))
-    service = summarize(await running.load(clients, requests, direct=False))
+    cpu = cpu_seconds(running.service_pid)
+    results = await running.load(clients, requests, direct=False)
+    cpu = cpu_seconds(running.service_pid) - cpu
+    service = summarize(results)
+    tokens = running.upstream.tokens * (service["requests"] - service["errors"])
+    service["cpu_us_per_token"] = round(cpu / max(tokens, 1) * 1e6, 1)
     return {"upstream": direct, "service": service}
 
 
@@ -267,7 +275,7 @@ def throughput(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
                 wall = time.perf_counter() - start
                 cpu = cpu_seconds(running.service_pid) - cpu0
                 exact = sum(tokens for r in results if r.error is None)
-                row = {"tokens_exact": exact, "errors": sum(r.error is not None for r in results)}
+                row: dict[str, float] = {"tokens_exact": exact, "errors": sum(r.error is not None for r in results)}
                 row["tokens_per_s"] = round(exact / wall)
                 if not direct:
                     row["service_cpu_us_per_token"] = round(cpu / max(exact, 1) * 1e6, 1)
@@ -286,10 +294,9 @@ def memory(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dic
         idle_rss, idle_threads = rss_kib(running.service_pid), threads(running.service_pid)
 
         async def hold() -> tuple[int, int]:
-            tasks = [
-                asyncio.ensure_future(stream(HOST, running.service_port, running.request(n, False), upstream_format=False))
-                for n in range(streams)
-            ]
+            port = running.service_port
+            requests = [running.request(n, False) for n in range(streams)]
+            tasks = [asyncio.ensure_future(stream(HOST, port, r, upstream_format=False)) for r in requests]
             await asyncio.sleep(3)  # every stream open and flowing (the load is the measurement, not a sync point)
             sample = rss_kib(running.service_pid), threads(running.service_pid)
             for task in tasks:
@@ -335,7 +342,7 @@ def disconnect(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
     # Match each client with its upstream request in order of leaving: compare the sorted times.
     left = sorted(r.closed_at for r in results if r.closed_at is not None)
     closed = sorted(r.closed_at for r in records if r.closed_at is not None)
-    delays = [c - l for l, c in zip(left, closed, strict=False)]
+    delays = [gone - left_at for left_at, gone in zip(left, closed, strict=False)]
     return {
         "clients": clients,
         "upstream_closed": sum(r.client_gone for r in records),

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_connections: int = Field(default=512, ge=1, le=10_000)
     include_usage: bool = Field(default=True, description="Ask the upstream for token usage in the stream.")
+    validate_chunks: bool = Field(
+        default=True, description="Validate streamed chunks against OpenAI's schema (fast); off for odd servers."
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
 

@@ -8,8 +8,9 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import UPSTREAM
-from tests.support import SSEEvent, parse_sse
+from service.app import create_app
+from tests.conftest import UPSTREAM, SettingsFactory
+from tests.support import SSEEvent, asgi_client_for, parse_sse
 
 SECRET = "sk-test-SENTINEL-0123456789"
 
@@ -170,3 +171,19 @@ async def test_unreachable_upstream_is_a_retryable_error(
     assert events[-1].event == "error"
     assert events[-1].json()["type"] == "upstream_unavailable"
     assert events[-1].json()["retryable"] is True
+
+
+@pytest.mark.parametrize(("validate", "last_event"), [(True, "error"), (False, "end")])
+async def test_chunk_validation_is_strict_only_when_asked(
+    make_settings: SettingsFactory, upstream: respx.MockRouter, validate: bool, last_event: str
+) -> None:
+    """A server that differs from OpenAI's schema (here chunks typed "chat.completion") needs validate_chunks off."""
+    frames = chunk({"content": "ok"}) + chunk({}, finish="stop") + "data: [DONE]\n\n"
+    stream = frames.replace('"chat.completion.chunk"', '"chat.completion"').encode()
+    upstream.post("/chat/completions").mock(return_value=sse_response(stream))
+    app = create_app(make_settings(validate_chunks=validate))
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
+        _, events = await post_chat(client)
+    assert events[-1].event == last_event
+    if last_event == "error":
+        assert events[-1].json()["type"] == "upstream_malformed"

@@ -85,6 +85,7 @@ def _pipeline(settings: Settings, api_key: str, bridge: StreamBridge, transport:
         max_retries=settings.upstream_max_retries,
         generation_kwargs=settings.generation_kwargs(),
         transport=transport,
+        validate_chunks=settings.validate_chunks,
     )
 
 
