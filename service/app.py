@@ -24,13 +24,15 @@ from service.routes import chat, health
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
+from service.shutdown import drain_on_signals
 from service.upstream import UpstreamPool
 
 logger = logging.getLogger("service.app")
 
 # Prompt building also takes a pool thread, briefly, before the generator takes one for the stream.
 SPARE_THREADS = 4
-SHUTDOWN_GRACE = 5.0
+# After the drain (service/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
+TEARDOWN_WAIT = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -50,13 +52,15 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         asyncio.get_running_loop().set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
-        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
+        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
-            yield
+            with drain_on_signals(state, settings.shutdown_grace):
+                yield
         finally:
+            state.draining = True
             registry.cancel_all()
-            await registry.wait_idle(SHUTDOWN_GRACE)
+            await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
 

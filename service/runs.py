@@ -48,7 +48,8 @@ class Run:
             if self.bridge.cancelled or _is_cancel(error):
                 return
             outcome = Failed(error)
-        await self.queue.put(outcome)
+        if not self.bridge.cancelled:  # else nobody reads, or `fail` already ended the queue
+            await self.queue.put(outcome)
 
     async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
         result = await pipeline.run_async({"prompt_builder": {"query": query}})
@@ -63,6 +64,13 @@ class Run:
         self.transport.abort()
         while not self.queue.empty():  # nobody reads any more; a producer blocked on a full queue moves on
             self.queue.get_nowait()
+
+    def fail(self, error: Exception) -> None:
+        """End the stream now with `error` as its `error` event, and stop the work behind it."""
+        if self.task is not None and self.task.done():
+            return  # the producer already ended the queue with its own outcome
+        self.cancel()  # empties the queue, so the put below cannot find it full
+        self.queue.put_nowait(Failed(error))
 
     def close(self, collector: ChunkCollector) -> None:
         """The response is over, however it ended; a run whose stream did not end is cancelled."""
@@ -120,6 +128,12 @@ class RunRegistry:
     def cancel_all(self) -> None:
         for run in list(self.runs.values()):
             run.cancel()
+
+    def fail_all(self, error: Exception) -> int:
+        runs = list(self.runs.values())
+        for run in runs:
+            run.fail(error)
+        return len(runs)
 
     async def wait_idle(self, grace: float) -> bool:
         tasks = [run.task for run in self.runs.values() if run.task is not None]

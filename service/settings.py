@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     demo_token_delay: Annotated[float, Field(ge=0, le=10)] = 0.05
     demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = 0.3
 
+    # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
+    shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
 
     @model_validator(mode="after")

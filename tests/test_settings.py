@@ -35,6 +35,8 @@ def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.Monke
         ("keepalive_interval", 0),
         ("keepalive_interval", 60),
         ("log_level", "loud"),
+        ("shutdown_grace", -1),
+        ("shutdown_grace", 301),
     ],
 )
 def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
