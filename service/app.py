@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
 from service.logs import configure_logging
@@ -24,19 +25,22 @@ from service.routes import chat, health
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
+from service.shutdown import drain_on_signals
 from service.upstream import UpstreamPool
 
 logger = logging.getLogger("service.app")
 
 # Prompt building also takes a pool thread, briefly, before the generator takes one for the stream.
 SPARE_THREADS = 4
-SHUTDOWN_GRACE = 5.0
+# After the drain (service/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
+TEARDOWN_WAIT = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
     app.include_router(health.router)
+    add_cors(app, settings)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -50,13 +54,15 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         asyncio.get_running_loop().set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
-        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
+        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
-            yield
+            with drain_on_signals(state, settings.shutdown_grace):
+                yield
         finally:
+            state.draining = True
             registry.cancel_all()
-            await registry.wait_idle(SHUTDOWN_GRACE)
+            await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
 

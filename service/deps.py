@@ -17,7 +17,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
-    draining: bool = False
+    draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 
 def get_state(request: Request) -> ServiceState:

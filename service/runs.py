@@ -35,6 +35,7 @@ class Run:
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
+        self._generating = True  # the pipeline (and its pool thread) is still at work
 
     def start(self, factory: PipelineFactory, query: str) -> None:
         pipeline = factory(self.bridge, self.transport)
@@ -49,6 +50,10 @@ class Run:
             if self.bridge.cancelled or _is_cancel(error):
                 return
             outcome = Failed(error)
+        # The thread is done: from here on, cancelling this task frees nothing before its time.
+        self._generating = False
+        if self.bridge.cancelled:  # nobody reads, or `fail` already ended the queue
+            return
         await self.bridge.flush()  # the text that came before the end, or before the failure
         await self.queue.put(outcome)
 
@@ -60,11 +65,25 @@ class Run:
         return Finished(meta)
 
     def cancel(self) -> None:
-        """Stop paying for this run: refuse more chunks, cut the upstream response, unblock the producer."""
+        """Stop paying for this run: refuse more chunks, cut the upstream response, stop the producer.
+
+        While the pipeline runs, its task is left to end by itself (the thread unwinds at once), so the
+        run keeps its slot until the thread is free; after that, the task is only handing over its last
+        items, and is cancelled so it never waits on a queue nobody reads.
+        """
         self.bridge.cancel()
         self.transport.abort()
-        while not self.queue.empty():  # nobody reads any more; a producer blocked on a full queue moves on
+        if not self._generating and self.task is not None:
+            self.task.cancel()
+        while not self.queue.empty():
             self.queue.get_nowait()
+
+    def fail(self, error: Exception) -> None:
+        """End the stream now with `error` as its `error` event, and stop the work behind it."""
+        if self.task is not None and self.task.done():
+            return  # the producer already ended the queue with its own outcome
+        self.cancel()  # empties the queue, so the put below cannot find it full
+        self.queue.put_nowait(Failed(error))
 
     def close(self, collector: ChunkCollector) -> None:
         """The response is over, however it ended; a run whose stream did not end is cancelled."""
@@ -122,6 +141,12 @@ class RunRegistry:
     def cancel_all(self) -> None:
         for run in list(self.runs.values()):
             run.cancel()
+
+    def fail_all(self, error: Exception) -> int:
+        runs = list(self.runs.values())
+        for run in runs:
+            run.fail(error)
+        return len(runs)
 
     async def wait_idle(self, grace: float) -> bool:
         tasks = [run.task for run in self.runs.values() if run.task is not None]

@@ -3,14 +3,21 @@
 Every field can be set from the environment with the `HAYSTREAM_` prefix. The upstream base URL
 also honours the OpenAI SDK's own `OPENAI_BASE_URL`, so an operator who already points tools at
 Ollama, vLLM or llama.cpp's server that way does not have to say it twice.
+
+CORS origins are checked to be bare origins (`https://app.example.com`, no path, no trailing
+slash): a browser's `Origin` header never has either, so such an entry would silently never match.
 """
 
+import json
+import re
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+_ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
 
 class Settings(BaseSettings):
@@ -45,13 +52,47 @@ class Settings(BaseSettings):
     demo_token_delay: Annotated[float, Field(ge=0, le=10)] = 0.05
     demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = 0.3
 
+    # Cross-origin use (none by default: the demo page is same-origin).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Origins allowed to call the API from a browser: a JSON list or comma-separated."
+    )
+    cors_allow_credentials: bool = Field(default=False, description="Let those origins send cookies/credentials.")
+
+    # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
+    shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("starts with '[' but is not a JSON list of origins") from None
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        checked = tuple(origin.lower() for origin in origins)
+        for origin in checked:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like 'https://app.example.com' (no path or slash)")
+        return checked
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         if self.keepalive_interval >= 60:
             # nginx's default proxy_read_timeout is 60 s: a slower keep-alive lets it cut idle streams.
             raise ValueError("keepalive_interval must be under 60 s (nginx's default read timeout)")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            # Any site could then make a user's browser call the API with the user's credentials.
+            raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials: list the origins")
         return self
 
     def generation_kwargs(self) -> dict[str, Any]:

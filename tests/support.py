@@ -82,6 +82,11 @@ class SSEParser:
     _event: str = ""
     _id: str | None = None
 
+    @property
+    def complete(self) -> bool:
+        """Nothing half-received: no partial line, no event still waiting for its blank line."""
+        return not self._buffer and not self._data
+
     def feed(self, text: str) -> list[SSEEvent]:
         self._buffer += text
         new: list[SSEEvent] = []

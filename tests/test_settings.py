@@ -35,6 +35,8 @@ def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.Monke
         ("keepalive_interval", 0),
         ("keepalive_interval", 60),
         ("log_level", "loud"),
+        ("shutdown_grace", -1),
+        ("shutdown_grace", 301),
     ],
 )
 def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
@@ -49,3 +51,35 @@ def test_generation_kwargs_follow_settings() -> None:
         "temperature": 0.2,
         "max_completion_tokens": 5,
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["https://app.example.com", "http://localhost:5173"]', ("https://app.example.com", "http://localhost:5173")),
+        ("https://app.example.com, http://localhost:5173", ("https://app.example.com", "http://localhost:5173")),
+        ("https://App.Example.com", ("https://app.example.com",)),
+        ("http://[::1]:8080,", ("http://[::1]:8080",)),
+        ("*", ("*",)),
+        ("", ()),
+    ],
+)
+def test_cors_origins_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("HAYSTREAM_CORS_ORIGINS", value)
+    assert Settings().cors_origins == expected
+
+
+def test_cors_is_off_and_the_shutdown_grace_is_bounded_by_default() -> None:
+    settings = Settings()
+    assert settings.cors_origins == () and settings.cors_allow_credentials is False
+    assert settings.shutdown_grace == 20
+
+
+@pytest.mark.parametrize(
+    "value", ["https://app.example.com/", "https://app.example.com/chat", "null", "ftp://app.example.com", "[1,"]
+)
+def test_a_cors_entry_that_is_not_an_origin_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="cors_origins"):
+        Settings.model_validate({"cors_origins": value})

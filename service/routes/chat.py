@@ -29,11 +29,14 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
     400: {"model": ErrorBody, "description": "The body is not valid JSON."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
-    503: {"model": ErrorBody, "description": "Every stream slot is taken; retry after Retry-After seconds."},
+    503: {
+        "model": ErrorBody,
+        "description": "Every stream slot is taken, or the service is shutting down; retry after Retry-After seconds.",
+    },
 }
 
 
-@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC)
+@router.post("/chat", response_class=EventStreamResponse, status_code=200, responses=_STREAM_DOC)
 async def chat(
     body: ChatRequest,
     state: StateDep,
@@ -43,10 +46,12 @@ async def chat(
     api_key = _api_key(body, authorization)
     if len(body.query) > settings.max_query_chars:
         raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    if state.draining:  # close the connection too: the retry should reach another instance
+        return _unavailable(settings, "shutting_down", "The service is shutting down; retry shortly.", close=True)
     try:
         run = state.registry.admit()
     except CapacityExceeded:
-        return _at_capacity(settings)
+        return _unavailable(settings, "at_capacity", "Every stream slot is taken; retry shortly.")
     current_run_id.set(run.id)
     try:
         run.start(partial(_pipeline, settings, api_key), body.query)
@@ -89,9 +94,10 @@ def _pipeline(settings: Settings, api_key: str, bridge: StreamBridge, transport:
     )
 
 
-def _at_capacity(settings: Settings) -> JSONResponse:
-    body = ErrorBody(type="at_capacity", message="Every stream slot is taken; retry shortly.", retryable=True)
-    return JSONResponse(body.model_dump(exclude_none=True), 503, headers={"Retry-After": str(settings.retry_after)})
+def _unavailable(settings: Settings, error_type: str, message: str, close: bool = False) -> JSONResponse:
+    body = ErrorBody(type=error_type, message=message, retryable=True)
+    headers = {"Retry-After": str(settings.retry_after)} | ({"Connection": "close"} if close else {})
+    return JSONResponse(body.model_dump(exclude_none=True), 503, headers=headers)
 
 
 async def _sse(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes, None]:
