@@ -33,7 +33,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC)
+@router.post("/chat", status_code=200, response_class=EventStreamResponse, responses=_STREAM_DOC)
 async def chat(
     body: ChatRequest,
     state: StateDep,
