@@ -1,4 +1,7 @@
-"""The web service. Importing it first imports `pipelines`, which turns Haystack's telemetry off
-before any module here imports haystack (see pipelines/__init__.py)."""
+"""haystream: streams LLM answers from a per-request Haystack AsyncPipeline as Server-Sent Events.
+
+`pipelines` is imported first, before any module here can import haystack: its `__init__` turns
+Haystack's usage telemetry off, which only works before haystack's first import.
+"""
 
 import pipelines  # noqa: F401

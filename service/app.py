@@ -21,7 +21,7 @@ from service.deps import ServiceState
 from service.errors import InvalidRequest
 from service.logs import configure_logging
 from service.pool import StreamPool
-from service.routes import chat, health
+from service.routes import chat, health, page
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(health.router)
     add_cors(app, settings)
+    app.include_router(page.router)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]

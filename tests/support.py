@@ -27,9 +27,12 @@ def unused_port() -> int:
 
 
 @contextmanager
-def run_server(app: FastAPI) -> Iterator[str]:
-    """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=unused_port(), log_config=None, lifespan="on")
+def run_server(app: FastAPI, **options: Any) -> Iterator[str]:
+    """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit.
+
+    `options` go to `uvicorn.Config` (e.g. `http="h11"`).
+    """
+    config = uvicorn.Config(app, host="127.0.0.1", port=unused_port(), log_config=None, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

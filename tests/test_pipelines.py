@@ -54,7 +54,10 @@ async def test_the_query_is_data_not_template() -> None:
     assert messages == [{"role": "user", "content": query}]
 
 
-@pytest.mark.parametrize("entry", ["pipelines.chat", "service.app", "service.runs", "service.collector"])
+@pytest.mark.parametrize(
+    "entry",
+    ["pipelines.chat", "service.app", "service.runs", "service.collector", "service.routes.chat", "service.__main__"],
+)
 def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Path, entry: str) -> None:
     """Regression: service modules imported haystack before pipelines/ could turn telemetry off."""
     probe = f"import {entry}, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
