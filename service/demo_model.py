@@ -355,6 +355,11 @@ class DemoModelServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (idle keep-alive ones included)."""
+        return len(self._connections)
+
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.host, self.port)
         host, port = self._server.sockets[0].getsockname()[:2]

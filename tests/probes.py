@@ -5,6 +5,7 @@ loop); `Baseline` snapshots what an idle service holds, so a test can wait for i
 """
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.demo_model import DemoModelServer
 from service.runs import Run, RunRegistry
 from tests.conftest import LiveService
 from tests.support import wait_until
@@ -50,13 +52,20 @@ def loop_tasks(loop: asyncio.AbstractEventLoop) -> set["asyncio.Task[Any]"]:
 
 
 def open_fds() -> int | None:
-    """Open file descriptors of this process (service, upstream and clients), where /proc tells."""
+    """Open file descriptors of this process (service, upstream and clients), where /proc tells.
+
+    After a garbage collection: a cancelled upstream connection's socket, already shut down (its
+    TCP connection gone), can wait in a reference cycle until the collector runs.
+    """
     fd_dir = Path("/proc/self/fd")
-    return len(os.listdir(fd_dir)) if fd_dir.is_dir() else None
+    if not fd_dir.is_dir():
+        return None
+    gc.collect()
+    return len(os.listdir(fd_dir))
 
 
-def tcp_connections(port: int) -> int | None:
-    """TCP sockets with local port `port`, other than the listener and TIME_WAIT (which hold no fd)."""
+def tcp_connections(port: int, *, remote: bool = False) -> int | None:
+    """TCP connections whose local (or `remote`) port is `port`, minus listeners and TIME_WAIT (no fd)."""
     tables = [Path("/proc/self/net/tcp"), Path("/proc/self/net/tcp6")]
     if not tables[0].exists():
         return None
@@ -64,37 +73,64 @@ def tcp_connections(port: int) -> int | None:
     for table in tables:
         for line in table.read_text().splitlines()[1:] if table.exists() else []:
             fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] not in ("0A", "06"):  # LISTEN, TIME_WAIT
+            end = fields[2] if remote else fields[1]
+            if int(end.rsplit(":", 1)[1], 16) == port and fields[3] not in ("0A", "06"):  # LISTEN, TIME_WAIT
                 count += 1
     return count
 
 
+def threads_outside_the_pool() -> int:
+    """Live threads other than the stream pool's (which stay, idle, once started)."""
+    return sum(1 for thread in threading.enumerate() if not thread.name.startswith("pipeline"))
+
+
 @dataclass(frozen=True)
 class Baseline:
-    """What an idle service holds: counted after a request has come and gone."""
+    """What an idle service holds, to wait for after a burst: threads, sockets, connections."""
 
     threads: int
     fds: int | None
-    connections: int | None
+    client_connections: int | None  # accepted by the service
+    upstream_connections: int | None  # from the service to the upstream
+    upstream_open: int  # as the upstream counts them
 
     @classmethod
-    def take(cls, port: int) -> "Baseline":
-        return cls(threading.active_count(), open_fds(), tcp_connections(port))
+    def take(cls, service: LiveService, upstream: DemoModelServer) -> "Baseline":
+        return cls(
+            threads_outside_the_pool(),
+            open_fds(),
+            tcp_connections(port_of(service.url)),
+            tcp_connections(upstream.port, remote=True),
+            upstream.open_connections,
+        )
 
-    def wait_back(self, service: LiveService, port: int, timeout: float = 10.0) -> None:
+    def wait_back(self, service: LiveService, upstream: DemoModelServer, timeout: float = 15.0) -> None:
+        now = Baseline.take(service, upstream)
         checks: list[tuple[str, Callable[[], bool]]] = [
             ("pool.busy == 0", lambda: service.state.pool.busy == 0),
             ("registry.active == 0", lambda: service.state.registry.active == 0),
-            (f"threads back to {self.threads}", lambda: threading.active_count() <= self.threads),
-            (f"fds back to {self.fds}", lambda: self.fds is None or (open_fds() or 0) <= self.fds),
+            ("the upstream's open connections", lambda: upstream.open_connections <= self.upstream_open),
+            ("threads outside the pool", lambda: threads_outside_the_pool() <= self.threads),
             (
-                f"service connections back to {self.connections}",
-                lambda: self.connections is None or (tcp_connections(port) or 0) <= self.connections,
+                "connections to the service",
+                lambda: _at_most(tcp_connections(port_of(service.url)), self.client_connections),
             ),
+            (
+                "connections to the upstream",
+                lambda: _at_most(tcp_connections(upstream.port, remote=True), self.upstream_connections),
+            ),
+            ("open file descriptors", lambda: _at_most(open_fds(), self.fds)),
         ]
         for name, check in checks:
-            wait_until(check, timeout, message=name)
+            wait_until(
+                check,
+                timeout,
+                message=f"{name} to return to the baseline {self} (just after the burst: {now})",
+            )
+
+
+def _at_most(value: int | None, limit: int | None) -> bool:
+    return value is None or limit is None or value <= limit
 
 
 def port_of(url: str) -> int:

@@ -28,6 +28,8 @@ DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
     400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    413: {"model": ErrorBody, "description": "The body is over HAYSTREAM_MAX_BODY_BYTES."},
+    415: {"model": ErrorBody, "description": "The content-type is not application/json."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
     503: {"model": ErrorBody, "description": "Every stream slot is taken; retry after Retry-After seconds."},
 }
@@ -59,7 +61,9 @@ async def chat(
     collector = ChunkCollector(
         run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
     )
-    return EventStreamResponse(_sse(collector.events()), on_close=partial(run.close, collector))
+    return EventStreamResponse(
+        _sse(collector.events()), on_close=partial(run.close, collector), send_timeout=settings.send_timeout
+    )
 
 
 def _api_key(body: ChatRequest, authorization: str | None) -> str:
