@@ -16,7 +16,7 @@ from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
 from service.logs import current_run_id
 from service.responses import EventStreamResponse
-from service.schemas import ChatRequest, ErrorBody
+from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
 from service.sse import KEEPALIVE, encode
 from service.upstream import RunTransport
@@ -73,7 +73,7 @@ def _api_key(body: ChatRequest, authorization: str | None) -> str:
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > 512 or not token.isascii() or " " in token:
+        if scheme.lower() != "bearer" or not is_header_safe_key(token):
             raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
         return token
     raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
