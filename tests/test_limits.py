@@ -86,3 +86,9 @@ def test_the_limit_is_bounded_and_must_hold_the_longest_query() -> None:
         Settings(max_body_bytes=10_000, max_query_chars=8_000)
     assert Settings().max_body_bytes == 64 * 1024
     assert Settings(max_body_bytes=5_000, max_query_chars=900).max_body_bytes == 5_000
+
+
+async def test_the_openapi_document_lists_every_refusal(asgi_client: httpx.AsyncClient) -> None:
+    """Regression: /openapi.json answered 500 (FastAPI could not find the SSE response's status code)."""
+    document = (await asgi_client.get("/openapi.json")).json()
+    assert {"200", "400", "413", "415", "422", "503"} <= set(document["paths"]["/chat"]["post"]["responses"])

@@ -35,7 +35,8 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC)
+# status_code is explicit: FastAPI's OpenAPI generator reads it from the response class's __init__ otherwise.
+@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC, status_code=200)
 async def chat(
     body: ChatRequest,
     state: StateDep,
