@@ -49,3 +49,16 @@ def test_generation_kwargs_follow_settings() -> None:
         "temperature": 0.2,
         "max_completion_tokens": 5,
     }
+
+
+@pytest.mark.parametrize(("field", "value"), [("send_timeout", 0), ("send_timeout", 3601), ("max_body_bytes", 100)])
+def test_failure_limits_are_bounded(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_failure_limits_have_safe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (30, 64 * 1024)
+    monkeypatch.setenv("HAYSTREAM_SEND_TIMEOUT", "5")
+    monkeypatch.setenv("HAYSTREAM_MAX_BODY_BYTES", "40000")
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (5, 40_000)
