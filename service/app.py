@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
+from service.limits import BodyLimit
 from service.logs import configure_logging
 from service.pool import StreamPool
 from service.routes import chat, health, page
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     add_cors(app, settings)
     app.include_router(page.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -95,8 +97,7 @@ async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422, minus the echoed input (it may be a key), with fields named plainly."""
-    content_type = request.headers.get("content-type", "")
-    if request.method == "POST" and content_type.split(";")[0].strip().lower() != "application/json":
+    if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
         field = {"field": "content-type", "message": "must be application/json"}
         return _error(415, "unsupported_media_type", "content-type: must be application/json", [field])
     fields = [_field_error(detail) for detail in error.errors()]
@@ -104,6 +105,12 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
         return _error(400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
     return _error(422, "invalid_request", message, fields)
+
+
+def _is_json(content_type: str) -> bool:
+    """FastAPI's own (strict) rule for reading a body as JSON: application/json or application/*+json."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _field_error(detail: dict[str, object]) -> dict[str, str]:

@@ -20,7 +20,8 @@ class ServiceState:
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """Async on purpose: FastAPI runs a sync dependency on a worker thread, a thread hop per request."""
     state: ServiceState = request.app.state.service
     return state
 

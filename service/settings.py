@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 _ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+MAX_QUERY_BYTES_PER_CHAR = 4  # UTF-8's longest character, as browsers' JSON.stringify sends it
+BODY_OVERHEAD = 1024  # the key, the field names and JSON punctuation
 
 
 class Settings(BaseSettings):
@@ -46,6 +48,12 @@ class Settings(BaseSettings):
     queue_size: int = Field(default=64, ge=1, le=10_000, description="Chunks buffered per stream.")
     keepalive_interval: Seconds = Field(default=15.0)
     max_query_chars: int = Field(default=8_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest accepted request body; over it, 413."
+    )
+    send_timeout: Seconds = Field(
+        default=30.0, description="A client that takes no event for this long is dropped and its run cancelled."
+    )
 
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")
@@ -93,6 +101,9 @@ class Settings(BaseSettings):
         if self.cors_allow_credentials and "*" in self.cors_origins:
             # Any site could then make a user's browser call the API with the user's credentials.
             raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials: list the origins")
+        if self.max_body_bytes < MAX_QUERY_BYTES_PER_CHAR * self.max_query_chars + BODY_OVERHEAD:
+            # Else a query within max_query_chars could be refused as too large, depending on its characters.
+            raise ValueError("max_body_bytes must hold a query of max_query_chars (4 UTF-8 bytes each) plus 1 KiB")
         return self
 
     def generation_kwargs(self) -> dict[str, Any]:

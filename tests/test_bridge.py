@@ -127,3 +127,17 @@ async def test_a_closed_loop_is_treated_as_cancelled() -> None:
     loop.close()
     with pytest.raises(RunCancelled):
         await asyncio.to_thread(bridge, "x")
+
+
+async def test_a_waiting_chunk_goes_as_soon_as_the_hand_off_is_free() -> None:
+    """Regression: a chunk that came behind an in-flight hand-off waited for the next chunk to arrive,
+    so a stalled or slow upstream held back text the client should already have had."""
+    bridge, queue = _bridge(maxsize=1)
+    await asyncio.to_thread(bridge, 0)
+    await _until(queue.full)
+    await asyncio.to_thread(bridge, 1)  # in flight behind the full queue
+    await asyncio.to_thread(bridge, 2)  # waits behind it; no chunk comes after, and no flush
+    received: list[object] = []
+    while len(received) < 3:
+        received += await asyncio.wait_for(queue.get(), 5)
+    assert received == [0, 1, 2]

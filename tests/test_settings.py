@@ -83,3 +83,16 @@ def test_cors_is_off_and_the_shutdown_grace_is_bounded_by_default() -> None:
 def test_a_cors_entry_that_is_not_an_origin_is_refused(value: str) -> None:
     with pytest.raises(ValidationError, match="cors_origins"):
         Settings.model_validate({"cors_origins": value})
+
+
+@pytest.mark.parametrize(("field", "value"), [("send_timeout", 0), ("send_timeout", 3601), ("max_body_bytes", 100)])
+def test_failure_limits_are_bounded(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_failure_limits_have_safe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (30, 64 * 1024)
+    monkeypatch.setenv("HAYSTREAM_SEND_TIMEOUT", "5")
+    monkeypatch.setenv("HAYSTREAM_MAX_BODY_BYTES", "40000")
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (5, 40_000)

@@ -16,7 +16,7 @@ from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
 from service.logs import current_run_id
 from service.responses import EventStreamResponse
-from service.schemas import ChatRequest, ErrorBody
+from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
 from service.sse import KEEPALIVE, encode
 from service.upstream import RunTransport
@@ -28,6 +28,8 @@ DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
     400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    413: {"model": ErrorBody, "description": "The body is over HAYSTREAM_MAX_BODY_BYTES."},
+    415: {"model": ErrorBody, "description": "The content-type is not application/json."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
     503: {
         "model": ErrorBody,
@@ -64,7 +66,9 @@ async def chat(
     collector = ChunkCollector(
         run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
     )
-    return EventStreamResponse(_sse(collector.events()), on_close=partial(run.close, collector))
+    return EventStreamResponse(
+        _sse(collector.events()), on_close=partial(run.close, collector), send_timeout=settings.send_timeout
+    )
 
 
 def _api_key(body: ChatRequest, authorization: str | None) -> str:
@@ -74,7 +78,7 @@ def _api_key(body: ChatRequest, authorization: str | None) -> str:
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > 512 or not token.isascii() or " " in token:
+        if scheme.lower() != "bearer" or not is_header_safe_key(token):
             raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
         return token
     raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
