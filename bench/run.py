@@ -160,14 +160,19 @@ class Running:
         return expected_text(f"question {n}", Behaviour(tokens=self.upstream.tokens))
 
     async def load(
-        self, clients: int, requests: int, direct: bool, *, leave_after: int | None = None
+        self, clients: int, requests: int, direct: bool, *, leave_after: int | None = None, ramp: float = 0.0
     ) -> list[StreamResult]:
-        """`clients` concurrent loops sharing `requests` requests; each result checked for exact text."""
+        """`clients` concurrent loops sharing `requests` requests; each result checked for exact text.
+
+        With `ramp`, client i starts i * ramp / clients seconds in, as arrivals spread out in practice;
+        without, all start at once (a burst).
+        """
         port = self.upstream_port if direct else self.service_port
         counter = iter(range(requests))
         results: list[StreamResult] = []
 
-        async def loop() -> None:
+        async def loop(delay: float) -> None:
+            await asyncio.sleep(delay)
             for n in counter:
                 request = self.request(n, direct)
                 result = await stream(HOST, port, request, upstream_format=direct, leave_after=leave_after)
@@ -175,7 +180,7 @@ class Running:
                     result.error = "inexact text"
                 results.append(result)
 
-        await asyncio.gather(*(loop() for _ in range(clients)))
+        await asyncio.gather(*(loop(i * ramp / clients) for i in range(clients)))
         return results
 
 
@@ -209,10 +214,10 @@ def summarize(results: list[StreamResult]) -> dict[str, Any]:
     }
 
 
-async def both(running: Running, clients: int, requests: int) -> dict[str, Any]:
-    direct = summarize(await running.load(clients, requests, direct=True))
+async def both(running: Running, clients: int, requests: int, ramp: float = 0.0) -> dict[str, Any]:
+    direct = summarize(await running.load(clients, requests, direct=True, ramp=ramp))
     cpu = cpu_seconds(running.service_pid)
-    results = await running.load(clients, requests, direct=False)
+    results = await running.load(clients, requests, direct=False, ramp=ramp)
     cpu = cpu_seconds(running.service_pid) - cpu
     service = summarize(results)
     tokens = running.upstream.tokens * (service["requests"] - service["errors"])
@@ -242,18 +247,28 @@ def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None
     return out
 
 
-@scenario("c200")
-def concurrent_streams(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
-    """200 concurrent clients on 2-second streams (100 tokens, 20 ms apart)."""
+def _concurrent(args: argparse.Namespace, cpus: tuple[int | None, int | None], ramp: float) -> dict[str, Any]:
     clients = 20 if args.quick else 200
     tokens = 20 if args.quick else 100
     with Stack(Upstream(tokens=tokens, token_delay_ms=20), {"HAYSTREAM_MAX_STREAMS": "400"}).run(cpus) as running:
         asyncio.run(running.load(10, 10, direct=False))
-        out = asyncio.run(both(running, clients, clients * 2))
+        out = asyncio.run(both(running, clients, clients * 3, ramp=ramp))
     up, svc = out["upstream"], out["service"]
     out["stream_p99_ratio"] = round(svc["stream_p99_ms"] / up["stream_p99_ms"], 3)
     out["gap_p99_added_ms"] = round(svc["gap_p99_ms"] - up["gap_p99_ms"], 2)
     return out
+
+
+@scenario("c200")
+def concurrent_streams(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """200 concurrent clients on 2-second streams (100 tokens, 20 ms apart), arriving over 2 s."""
+    return _concurrent(args, cpus, ramp=2.0)
+
+
+@scenario("c200burst")
+def concurrent_burst(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """The same, with all 200 clients starting in the same instant."""
+    return _concurrent(args, cpus, ramp=0.0)
 
 
 @scenario("throughput")
@@ -297,7 +312,8 @@ def memory(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dic
             port = running.service_port
             requests = [running.request(n, False) for n in range(streams)]
             tasks = [asyncio.ensure_future(stream(HOST, port, r, upstream_format=False)) for r in requests]
-            await asyncio.sleep(3)  # every stream open and flowing (the load is the measurement, not a sync point)
+            await _until_streams(running.service_port, streams)
+            await asyncio.sleep(1)  # let every stream flow for a while before sampling
             sample = rss_kib(running.service_pid), threads(running.service_pid)
             for task in tasks:
                 task.cancel()
@@ -313,6 +329,13 @@ def memory(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dic
         "idle_threads": idle_threads,
         "busy_threads": busy_threads,
     }
+
+
+async def _until_streams(port: int, streams: int) -> None:
+    """Poll /readyz (for at most 30 s) until the service holds `streams` streams."""
+    async with asyncio.timeout(30), httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
+        while (await client.get("/readyz")).json().get("active_streams", 0) < streams:
+            await asyncio.sleep(0.05)
 
 
 @scenario("disconnect")
