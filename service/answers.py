@@ -18,7 +18,6 @@ from pipelines.documents import build_documents_pipeline, retrieve
 from pipelines.generator import UpstreamOptions
 from pipelines.refusal import build_refusal_pipeline
 from service.bridge import StreamBridge
-from service.collector import ChunkCollector
 from service.conversations import Conversation, Conversations
 from service.errors import InvalidRequest
 from service.guard import InputGuard
@@ -48,9 +47,12 @@ class Answer:
     conversations: Conversations | None = None
     remember: bool = True
 
-    def finish(self, run: Run, collector: ChunkCollector) -> None:
-        """The response is over: a completed answer (and only that) joins its conversation."""
-        if self.remember and collector.finished and self.conversation and self.conversations and run.reply:
+    def finished(self, run: Run) -> None:
+        """The run completed (its `end` is about to be sent): the whole turn joins its conversation.
+
+        Called before `end` goes out, so a client that sends its follow-up on `end` finds the turn stored.
+        A run that fails or is cancelled never gets here, so it leaves no half turn behind."""
+        if self.remember and self.conversation and self.conversations and run.reply is not None:
             self.conversations.record_turn(self.conversation.id, self.query, run.reply)
 
 

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from service.answers import Answer, check_pipeline, prepare
+from service.answers import check_pipeline, prepare
 from service.collector import ChunkCollector, StreamItem
 from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
 from service.json_answer import JSONAnswerResponse
 from service.logs import current_run_id
 from service.responses import EventStreamResponse
-from service.runs import Run
 from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
 from service.sse import KEEPALIVE, encode
@@ -73,17 +72,16 @@ async def chat(
     if settings.demo:
         metadata.update(demo=True, notice=DEMO_NOTICE)
     collector = ChunkCollector(
-        run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
+        run.queue,
+        metadata=metadata,
+        classify=classify,
+        keepalive_interval=settings.keepalive_interval,
+        on_finished=partial(answer.finished, run),
     )
-    on_close = partial(_closed, run, collector, answer)
+    on_close = partial(run.close, collector)
     if not _streams(body, accept):
         return JSONAnswerResponse(collector.events(), on_close, settings.retry_after)
     return EventStreamResponse(_sse(collector.events()), on_close=on_close, send_timeout=settings.send_timeout)
-
-
-def _closed(run: Run, collector: ChunkCollector, answer: Answer) -> None:
-    run.close(collector)
-    answer.finish(run, collector)
 
 
 def _streams(body: ChatRequest, accept: str | None) -> bool:
