@@ -38,7 +38,7 @@ def load_documents(folder: Path) -> InMemoryDocumentStore:
     documents = [document for document in documents if document.content and document.content.strip()]
     if not documents:
         raise NoDocuments(f"{folder} holds no non-empty {', '.join(SUFFIXES)} file")
-    store = InMemoryDocumentStore(bm25_algorithm="BM25Okapi")
+    store = InMemoryDocumentStore(bm25_algorithm="BM25L")
     store.write_documents(documents)
     return store
 
@@ -48,9 +48,13 @@ def _name(path: Path, folder: Path) -> str:
 
 
 def retrieve(store: InMemoryDocumentStore, query: str, top_k: int) -> list[Document]:
-    """The `top_k` best documents for `query`, best first; only those that share a term with it."""
+    """The `top_k` best documents for `query`, best first.
+
+    BM25L rather than Okapi: Okapi's idf goes negative for a term in most documents (in a folder of
+    one file, every match scored below zero), while BM25L scores any match above zero and leaves out
+    documents that share no term with the query."""
     documents: list[Document] = InMemoryBM25Retriever(store, top_k=top_k).run(query=query)["documents"]
-    return [document for document in documents if (document.score or 0) > 0]
+    return documents
 
 
 def build_documents_pipeline(
