@@ -92,3 +92,19 @@ def test_a_json_client_leaving_cancels_the_run_and_closes_the_upstream(
     assert record.closed.wait(10), "the upstream connection stayed open after the client left"
     wait_until(lambda: service.state.registry.active == 0, 10, "the run to be released")
     assert record.client_gone and not record.completed
+
+
+def test_a_json_answer_in_a_conversation_is_remembered(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(**FAST)
+    service = live_service()
+    body = {"query": "One", "api_key": KEY, "conversation_id": "new", "stream": False}
+    first = service.client.post("/chat", json=body)
+    conversation_id = first.json()["conversation_id"]
+    assert first.json()["history_turns"] == 0
+    second = service.client.post(
+        "/chat", json={"query": "Two", "api_key": KEY, "conversation_id": conversation_id, "stream": False}
+    ).json()
+    assert second["conversation_id"] == conversation_id and second["history_turns"] == 1
+    assert f"assistant: {first.json()['answer']}" in upstream_server.requests[1].prompt
