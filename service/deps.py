@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.answers import Context
 from service.pool import StreamPool
 from service.runs import RunRegistry
 from service.settings import Settings
@@ -17,6 +18,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
+    answers: Context  # conversations, documents and the guard: what pipelines are built from
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 

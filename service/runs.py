@@ -35,6 +35,7 @@ class Run:
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
+        self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
 
     def start(self, factory: PipelineFactory, query: str) -> None:
@@ -60,6 +61,7 @@ class Run:
     async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
         result = await pipeline.run_async({"prompt_builder": {"query": query}})
         meta: dict[str, Any] = result["llm"]["meta"][0] if result["llm"]["meta"] else {}
+        self.reply = result["llm"]["replies"][0] if result["llm"]["replies"] else ""
         if meta.get("finish_reason") is None:  # the SDK ends quietly when a stream stops short
             return Failed(UpstreamIncomplete())
         return Finished(meta)
