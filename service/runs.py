@@ -48,8 +48,11 @@ class Run:
         try:
             outcome: Finished | Failed = await self._generate(pipeline, query)
         except Exception as error:
-            if self.bridge.cancelled or _is_cancel(error):
+            if self.bridge.cancelled or _caused_by(error, RunCancelled):
                 return
+            if not self.bridge.received and _caused_by(error, IndexError):
+                # A 200 stream that ended before its first chunk: Haystack fails joining zero chunks.
+                error = UpstreamIncomplete()
             outcome = Failed(error)
         # The thread is done: from here on, cancelling this task frees nothing before its time.
         self._generating = False
@@ -110,10 +113,10 @@ class Run:
         )
 
 
-def _is_cancel(error: BaseException) -> bool:
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
     current: BaseException | None = error
     while current is not None:
-        if isinstance(current, RunCancelled):
+        if isinstance(current, kind):
             return True
         current = current.__cause__ or current.__context__
     return False
