@@ -22,8 +22,9 @@ from service.errors import InvalidRequest
 from service.limits import BodyLimit
 from service.logs import configure_logging
 from service.pool import StreamPool
-from service.routes import chat, health, page
+from service.routes import chat, health, page, runs
 from service.runs import RunRegistry
+from service.runstore import MemoryRunStore
 from service.schemas import ErrorBody
 from service.settings import Settings
 from service.shutdown import drain_on_signals
@@ -40,6 +41,7 @@ TEARDOWN_WAIT = 5.0
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
+    app.include_router(runs.router)
     app.include_router(health.router)
     add_cors(app, settings)
     app.include_router(page.router)
@@ -57,7 +59,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         asyncio.get_running_loop().set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
-        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
+        store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
+        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, runs=store)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(state, settings.shutdown_grace):
@@ -65,6 +68,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             state.draining = True
             registry.cancel_all()
+            store.stop_all()
             await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from service.pool import StreamPool
 from service.runs import RunRegistry
+from service.runstore import RunStore
 from service.settings import Settings
 
 
@@ -17,6 +18,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
+    runs: RunStore
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 

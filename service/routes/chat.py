@@ -1,6 +1,5 @@
 """`POST /chat`: validate, admit, start a run, and stream it as Server-Sent Events."""
 
-from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import Annotated, Any
 
@@ -11,18 +10,20 @@ from starlette.responses import Response
 
 from pipelines.chat import build_chat_pipeline
 from service.bridge import StreamBridge
-from service.collector import ChunkCollector, StreamItem
-from service.deps import StateDep
+from service.collector import ChunkCollector
+from service.deps import ServiceState, StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
+from service.held import HeldRun, owner_of
 from service.logs import current_run_id
+from service.replay import EventLog
 from service.responses import EventStreamResponse
 from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
-from service.sse import KEEPALIVE, encode
 from service.upstream import RunTransport
 
 router = APIRouter()
 
+MAX_IDEMPOTENCY_KEY_CHARS = 200
 DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
@@ -31,6 +32,11 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorBody, "description": "The body is over HAYSTREAM_MAX_BODY_BYTES."},
     415: {"model": ErrorBody, "description": "The content-type is not application/json."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
+    410: {
+        "model": ErrorBody,
+        "description": "Last-Event-ID names a run no longer held (`run_expired`), or events no longer held "
+        "(`replay_unavailable`).",
+    },
     503: {
         "model": ErrorBody,
         "description": "Every stream slot is taken, or the service is shutting down; retry after Retry-After seconds.",
@@ -38,25 +44,66 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+        description="A client-chosen id per user action: a repeat with the same key (and API key) attaches "
+        "to the run it started instead of starting another.",
+    ),
+]
+LastEventId = Annotated[
+    str | None,
+    Header(alias="Last-Event-ID", max_length=200, description="Resume the run this event belongs to, after it."),
+]
+
+
 @router.post("/chat", response_class=EventStreamResponse, status_code=200, responses=_STREAM_DOC)
 async def chat(
     body: ChatRequest,
     state: StateDep,
     authorization: Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")] = None,
+    idempotency_key: IdempotencyKey = None,
+    last_event_id: LastEventId = None,
 ) -> Response:
     settings = state.settings
-    api_key = _api_key(body, authorization)
+    api_key = api_key_of(body, authorization)
     if len(body.query) > settings.max_query_chars:
         raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    owner = owner_of(api_key)
+    if last_event_id is not None:  # a retry: resume the run this id belongs to, or say why not
+        run_id = last_event_id.rpartition(":")[0]
+        held = state.runs.get(run_id)
+        if held is None or held.owner != owner:
+            return run_gone(run_id)
+        return read_run(state, held, last_event_id)
+    if idempotency_key is not None and (held := state.runs.find(owner, idempotency_key)) is not None:
+        return read_run(state, held, None)
+    grace = settings.resume_grace if idempotency_key is not None else settings.chat_resume_grace
+    started = start_run(state, api_key, body.query, owner=owner, idempotency_key=idempotency_key, grace=grace)
+    if isinstance(started, JSONResponse):
+        return started
+    response = read_run(state, started, None)  # attaches its reader first, so the grace does not start
+    started.start()
+    return response
+
+
+def start_run(
+    state: ServiceState, api_key: str, query: str, *, owner: bytes, idempotency_key: str | None, grace: float
+) -> HeldRun | JSONResponse:
+    """Admit and start a run, held in the store; a JSONResponse (503) when it cannot be."""
+    settings = state.settings
     if state.draining:  # close the connection too: the retry should reach another instance
         return _unavailable(settings, "shutting_down", "The service is shutting down; retry shortly.", close=True)
     try:
+        state.runs.make_room()
         run = state.registry.admit()
     except CapacityExceeded:
         return _unavailable(settings, "at_capacity", "Every stream slot is taken; retry shortly.")
     current_run_id.set(run.id)
     try:
-        run.start(partial(_pipeline, settings, api_key), body.query)
+        run.start(partial(_pipeline, settings, api_key), query)
     except BaseException:
         state.registry.release(run)
         raise
@@ -66,12 +113,57 @@ async def chat(
     collector = ChunkCollector(
         run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
     )
-    return EventStreamResponse(
-        _sse(collector.events()), on_close=partial(run.close, collector), send_timeout=settings.send_timeout
+    log = EventLog(
+        run.id,
+        max_events=settings.replay_max_events,
+        max_bytes=settings.replay_max_bytes,
+        window=settings.queue_size,
     )
+    held = HeldRun(
+        run,
+        collector,
+        log,
+        owner=owner,
+        idempotency_key=idempotency_key,
+        grace=grace,
+        max_duration=settings.run_max_duration,
+        on_end=state.runs.ended,
+    )
+    state.runs.put(held)
+    return held
 
 
-def _api_key(body: ChatRequest, authorization: str | None) -> str:
+def read_run(state: ServiceState, held: HeldRun, last_event_id: str | None) -> Response:
+    """A response that streams `held`'s events after `last_event_id` (all of them when None)."""
+    log = held.log
+    try:
+        position = log.parse_id(last_event_id)
+    except ValueError:
+        raise InvalidRequest("last-event-id", "is not an event id of this run") from None
+    if position < log.first_held():
+        body = ErrorBody(
+            type="replay_unavailable",
+            message="The events after Last-Event-ID are no longer held; start a new run.",
+            retryable=False,
+        )
+        return JSONResponse(body.model_dump(exclude_none=True), 410)
+    if log.closed and position >= log.next_seq:
+        return Response(status_code=204)  # nothing more will come: tells EventSource to stop reconnecting
+    current_run_id.set(held.id)
+    held.attach()
+    return EventStreamResponse(log.frames(position), on_close=held.detach, send_timeout=state.settings.send_timeout)
+
+
+def run_gone(run_id: str) -> JSONResponse:
+    body = ErrorBody(
+        type="run_expired",
+        message="The run this Last-Event-ID belongs to is no longer held; start a new one.",
+        retryable=False,
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), 410)
+
+
+def api_key_of(body: ChatRequest, authorization: str | None) -> str:
     """The body's key wins; otherwise a Bearer token; otherwise the request is refused."""
     if body.api_key is not None:
         return body.api_key.get_secret_value()
@@ -102,8 +194,3 @@ def _unavailable(settings: Settings, error_type: str, message: str, close: bool 
     body = ErrorBody(type=error_type, message=message, retryable=True)
     headers = {"Retry-After": str(settings.retry_after)} | ({"Connection": "close"} if close else {})
     return JSONResponse(body.model_dump(exclude_none=True), 503, headers=headers)
-
-
-async def _sse(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes, None]:
-    async for item in items:
-        yield KEEPALIVE if item is None else encode(item)
