@@ -6,8 +6,11 @@ a given id, then waits for more. Appending costs a list append, a byte count and
 readers that are waiting (each waits on a future of its own only once it has caught up): no task,
 timer or lock per event. A reader that finds several frames waiting sends them as one write.
 
-Bounds: the log keeps at most `max_events` frames and `max_bytes` bytes, dropping the oldest. A
-reader that asks for (or falls behind to) a frame already dropped gets `ReplayUnavailable`.
+Bounds: the log keeps at most `max_events` frames and `max_bytes` bytes of frames the furthest
+reader has taken, dropping the oldest; frames nobody has taken yet are never dropped (there are at
+most `window` of them, see below). A request to resume before the oldest frame held is refused
+(`first_held`); a reader that falls that far behind while streaming gets an `error` event of type
+`replay_unavailable` (without an id, so a reconnect asks again from where it was) and its stream ends.
 
 Backpressure: the producer (`wait_for_room`) waits while it is `window` frames ahead of the
 furthest reader, so the upstream goes at the pace of the fastest reader, as it did when the
@@ -19,6 +22,7 @@ its own comment.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator
 
 from service.sse import KEEPALIVE, Event, encode
@@ -26,8 +30,18 @@ from service.sse import KEEPALIVE, Event, encode
 _COMPACT_AT = 1024  # dropped frames are deleted from the list's head in batches, not one by one
 
 
-class ReplayUnavailable(Exception):
-    """The frames after the requested id are no longer held (the log dropped its oldest frames)."""
+_REPLAY_UNAVAILABLE = encode(
+    Event(
+        "error",
+        json.dumps(
+            {
+                "type": "replay_unavailable",
+                "message": "This reader fell behind further than the run's events are held.",
+                "retryable": False,
+            }
+        ),
+    )
+)
 
 
 class EventLog:
@@ -89,17 +103,14 @@ class EventLog:
             raise ValueError(last_event_id)
         return int(number) + 1
 
-    def check(self, position: int) -> None:
-        if position < self._first:
-            raise ReplayUnavailable
-
     async def frames(self, position: int) -> AsyncGenerator[bytes, None]:
         """Frames from sequence number `position` on, and keep-alives while waiting; ends when closed."""
         loop = asyncio.get_running_loop()
         while True:
             if position < self.next_seq:
-                if position < self._first:
-                    raise ReplayUnavailable
+                if position < self._first:  # this reader fell further behind than the log holds
+                    yield _REPLAY_UNAVAILABLE
+                    return
                 start = self._head + position - self._first
                 batch = self._frames[start] if position + 1 == self.next_seq else b"".join(self._frames[start:])
                 position = self.next_seq
@@ -137,7 +148,7 @@ class EventLog:
                 room.set_result(None)
 
     def _drop_oldest(self) -> None:
-        while self._head < len(self._frames) - 1 and (
+        while self._first < self.read_to and (
             self.next_seq - self._first > self._max_events or self._bytes > self._max_bytes
         ):
             self._bytes -= len(self._frames[self._head])

@@ -4,12 +4,14 @@ Every test drives a real uvicorn and the local demo upstream, and checks what th
 a resumed or attached run is one upstream request, never two.
 """
 
+import socket
 from typing import Any
 
 import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
+from tests.probes import port_of, read_until
 from tests.support import LiveStream, SSEEvent, parse_sse, wait_until
 
 KEY = "sk-runs-SENTINEL-7c1a"
@@ -280,3 +282,30 @@ def test_runs_api_validates_like_chat(service: Any, upstream_server: DemoModelSe
     )
     assert bad_id.status_code == 422 and bad_id.json()["type"] == "invalid_request"
     assert KEY not in bad_id.text
+
+
+def test_a_reader_that_falls_behind_the_replay_buffer_gets_a_defined_error(
+    service: Any, upstream_server: DemoModelServer
+) -> None:
+    """One reader keeps up, another stops reading: the log drops what the slow one missed, and says so."""
+    behaviour = slow(tokens=100, token_delay=0.0, token_chars=64 * 1024)
+    live = service(replay_max_events=16, send_timeout=30, behaviour=behaviour)
+    url = live.client.post("/runs", json=body()).json()["events_url"]
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.settimeout(10)
+    stuck.connect(("127.0.0.1", port_of(live.url)))
+    try:
+        stuck.sendall(f"GET {url} HTTP/1.0\r\nHost: x\r\n\r\n".encode())  # 1.0: no chunked framing
+        received = read_until(stuck, b"event: metadata")
+        fast_reader = parse_sse(live.client.get(url).text).events
+        assert text_of(fast_reader) == expected_text(QUERY, behaviour)
+        while part := stuck.recv(1 << 20):
+            received += part
+    finally:
+        stuck.close()
+    events = parse_sse(received.decode().partition("\r\n\r\n")[2].replace("\r\n", "\n")).events
+    assert events[-1].event == "error" and events[-1].json()["type"] == "replay_unavailable"
+    last_frame = received.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+    assert last_frame.startswith(b"event: error\n"), "no id: a reconnect resumes from the last event it got"
+    assert len(upstream_server.requests) == 1
