@@ -68,7 +68,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             state.draining = True
             registry.cancel_all()
-            store.stop_all()
+            await store.stop_all(TEARDOWN_WAIT)
             await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()

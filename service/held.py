@@ -54,7 +54,7 @@ class HeldRun:
         self._end_message = "The run was cancelled: nobody was reading it."
         self._grace_timer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
 
     @property
     def ended(self) -> bool:
@@ -63,7 +63,7 @@ class HeldRun:
     def start(self) -> None:
         """Start writing the run's events into its log; the grace runs until a reader attaches."""
         loop = asyncio.get_running_loop()
-        self._pump = loop.create_task(self._write(), name=f"{self.id}:events")
+        self.writer = loop.create_task(self._write(), name=f"{self.id}:events")
         self._deadline = loop.call_later(self._max_duration, self._too_long)
         if self.readers == 0:
             self._start_grace()
@@ -127,8 +127,8 @@ class HeldRun:
 
     def _cancel(self) -> None:
         self.run.cancel()  # at once, as a disconnect does; the writer's end logs it
-        if self._pump is not None:
-            self._pump.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
 
     def _too_long(self) -> None:
         self._deadline = None

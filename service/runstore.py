@@ -32,7 +32,8 @@ class RunStore(Protocol):
 
     def evict(self, run_id: str) -> None: ...
 
-    def stop_all(self) -> None: ...
+    async def stop_all(self, grace: float) -> None:
+        """Stop every run and wait (up to `grace` seconds) for their event writers to end."""
 
 
 class MemoryRunStore:
@@ -84,9 +85,12 @@ class MemoryRunStore:
             if self._keys.get(key) == run_id:
                 del self._keys[key]
 
-    def stop_all(self) -> None:
+    async def stop_all(self, grace: float) -> None:
+        writers = [held.writer for held in self._runs.values() if held.writer is not None]
         for held in list(self._runs.values()):
             held.stop()
         for timer in self._expiry.values():
             timer.cancel()
         self._expiry.clear()
+        if writers:
+            await asyncio.wait(writers, timeout=grace)
