@@ -86,16 +86,16 @@ class HeldRun:
             self._cancel()
 
     async def _write(self) -> None:
-        log = self.log
-        events = cast(AsyncGenerator[StreamItem, None], self.collector.events())
+        log, collector = self.log, self.collector
+        events = cast(AsyncGenerator[StreamItem, None], collector.events())
         try:
             async for item in events:
                 if item is None:
                     log.keepalive()
                     continue
                 log.append(item)
-                if log.next_seq - log.read_to >= log.window:
-                    await log.wait_for_room()
+                if log.next_seq - log.read_to >= log.window and not (collector.finished or collector.error):
+                    await log.wait_for_room()  # readers are behind: hold the producer back
         finally:
             await events.aclose()
             self._ended()

@@ -322,3 +322,13 @@ def dechunk(body: bytes) -> bytes:
             break
         out, body = out + body[:size], body[size + 2 :]
     return out
+
+
+def test_a_run_nobody_reads_yet_still_ends_and_stays_readable(service: Any, upstream_server: DemoModelServer) -> None:
+    """Backpressure holds a run nobody reads, but never its last event: a short answer ends and is kept."""
+    live = service(queue_size=4, resume_grace=1.0, behaviour=slow(tokens=2))  # at most 4 frames: the window
+    run = live.client.post("/runs", json=body()).json()
+    store = live.state.runs
+    wait_until(lambda: (held := store.get(run["run_id"])) is not None and held.ended, 5, "the unread run to end")
+    events = parse_sse(live.client.get(run["events_url"]).text).events
+    check_whole(events, [], upstream_server.behaviour)
