@@ -26,8 +26,9 @@ from service.guard import InputGuard
 from service.limits import BodyLimit
 from service.logs import configure_logging
 from service.pool import StreamPool
-from service.routes import chat, conversations, health, page
+from service.routes import chat, conversations, health, page, runs
 from service.runs import RunRegistry
+from service.runstore import MemoryRunStore
 from service.schemas import ErrorBody
 from service.settings import Settings
 from service.shutdown import drain_on_signals
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
     app.include_router(conversations.router)
+    app.include_router(runs.router)
     app.include_router(health.router)
     add_cors(app, settings)
     app.include_router(page.router)
@@ -63,7 +65,10 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         upstream = UpstreamPool(settings.upstream_connections)
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
         answers = _answers(settings)
-        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, answers=answers)
+        store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
+        state = app.state.service = ServiceState(
+            settings=settings, registry=registry, pool=pool, answers=answers, runs=store
+        )
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(state, settings.shutdown_grace):
@@ -71,6 +76,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             state.draining = True
             registry.cancel_all()
+            await store.stop_all(TEARDOWN_WAIT)
             await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()

@@ -3,8 +3,9 @@
 Only the origins (and whether credentials may be sent) are configured; the rest of the policy is
 fixed here. A preflight may ask for POST, GET, DELETE and OPTIONS with the headers a chat client
 sends: `content-type` (JSON is not a "simple" content type), `authorization` (the Bearer key), and
-`last-event-id`, which is not CORS-safelisted and which fetch-event-source sends when it retries.
-The one response header exposed to scripts is `Retry-After`, so a page can honour a 503.
+`last-event-id`, which is not CORS-safelisted and which fetch-event-source sends when it retries,
+and `idempotency-key` (see the runs API). The response headers exposed to scripts are
+`Retry-After`, so a page can honour a 503, and `Location` (POST /runs).
 
 Starlette's `CORSMiddleware` is close, but it answers a disallowed origin's preflight with the
 allowed methods and headers, and wraps `send` for every request, same-origin ones included. Here
@@ -22,8 +23,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.settings import Settings
 
 ALLOW_METHODS = ("GET", "POST", "DELETE", "OPTIONS")
-ALLOW_HEADERS = ("authorization", "content-type", "last-event-id")
-EXPOSE_HEADERS = ("retry-after",)
+ALLOW_HEADERS = ("authorization", "content-type", "idempotency-key", "last-event-id")
+EXPOSE_HEADERS = ("location", "retry-after")
 MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 # Browsers may list these in a preflight when their value is unusual; they are harmless to allow.
 _SAFELISTED = frozenset({"accept", "accept-language", "content-language", "content-type"})

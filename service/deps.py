@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from service.answers import Context
 from service.pool import StreamPool
 from service.runs import RunRegistry
+from service.runstore import RunStore
 from service.settings import Settings
 
 
@@ -19,6 +20,7 @@ class ServiceState:
     registry: RunRegistry
     pool: StreamPool
     answers: Context  # conversations, documents and the guard: what pipelines are built from
+    runs: RunStore
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 

@@ -20,6 +20,7 @@ class ErrorType(StrEnum):
     UPSTREAM_MALFORMED = "upstream_malformed"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     SHUTTING_DOWN = "shutting_down"
+    RUN_TIMEOUT = "run_timeout"
     INTERNAL = "internal"
 
 
@@ -40,6 +41,10 @@ class CapacityExceeded(Exception):
 
 class ShuttingDown(Exception):
     """The service is stopping: a run still streaming after the shutdown grace is ended with this."""
+
+
+class RunTooLong(Exception):
+    """The run went past HAYSTREAM_RUN_MAX_DURATION and was ended."""
 
 
 class UpstreamIncomplete(Exception):
@@ -79,6 +84,8 @@ def classify(error: BaseException) -> RunError:
     for cause in _chain(error):
         if isinstance(cause, ShuttingDown):
             return RunError(ErrorType.SHUTTING_DOWN, "The service is restarting; send the request again.", True)
+        if isinstance(cause, RunTooLong):
+            return RunError(ErrorType.RUN_TIMEOUT, "The run went on longer than the service allows.", False)
         if isinstance(cause, UpstreamIncomplete):
             message = "The upstream ended the stream before the answer was complete."
             return RunError(ErrorType.UPSTREAM_UNAVAILABLE, message, True)

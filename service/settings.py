@@ -56,6 +56,26 @@ class Settings(BaseSettings):
         default=30.0, description="A client that takes no event for this long is dropped and its run cancelled."
     )
 
+    # Resumable runs (service/held.py, service/replay.py, service/runstore.py).
+    resume_grace: Seconds = Field(
+        default=15.0,
+        description="Seconds a run with no reader waits for one (POST /runs; POST /chat with Idempotency-Key).",
+    )
+    chat_resume_grace: Annotated[float, Field(ge=0, le=3600)] = Field(
+        default=0.0, description="The same for a POST /chat without Idempotency-Key; 0 cancels at once."
+    )
+    replay_max_events: int = Field(default=10_000, ge=16, le=1_000_000, description="Events a run keeps for replay.")
+    replay_max_bytes: int = Field(
+        default=1024 * 1024, ge=4096, le=256 * 1024 * 1024, description="Bytes of events a run keeps for replay."
+    )
+    runs_max_retained: int = Field(
+        default=1024, ge=1, le=100_000, description="Runs held at once, running or finished; over it, 503."
+    )
+    runs_retention: Seconds = Field(default=60.0, description="Seconds a finished run stays resumable.")
+    run_max_duration: Annotated[float, Field(gt=0, le=86_400)] = Field(
+        default=600.0, description="A run still going after this many seconds ends with a run_timeout error."
+    )
+
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")
     demo_token_delay: Annotated[float, Field(ge=0, le=10)] = 0.05
@@ -123,6 +143,8 @@ class Settings(BaseSettings):
         if self.cors_allow_credentials and "*" in self.cors_origins:
             # Any site could then make a user's browser call the API with the user's credentials.
             raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials: list the origins")
+        if self.runs_max_retained < self.max_streams:
+            raise ValueError("runs_max_retained must be at least max_streams: every running stream is a held run")
         if self.max_body_bytes < MAX_QUERY_BYTES_PER_CHAR * self.max_query_chars + BODY_OVERHEAD:
             # Else a query within max_query_chars could be refused as too large, depending on its characters.
             raise ValueError("max_body_bytes must hold a query of max_query_chars (4 UTF-8 bytes each) plus 1 KiB")

@@ -28,6 +28,7 @@ FES_PACKAGE = "@microsoft/fetch-event-source@2.0.1"
 FES_ESM = NPM_DIR / "node_modules" / "@microsoft" / "fetch-event-source" / "lib" / "esm"
 TEST_PREFIX = "/__test__/"
 FES_PAGE = f"{TEST_PREFIX}fetch-event-source.html"
+EVENTSOURCE_PAGE = f"{TEST_PREFIX}eventsource.html"
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -71,12 +72,15 @@ def serve_test_pages(page: Page, origin: str) -> None:
     files[f"{TEST_PREFIX}fetch-event-source.js"] = EXAMPLE
     import_map = {f"{TEST_PREFIX}fes/{name}": f"{TEST_PREFIX}fes/{name}.js" for name in modules}
     import_map["@microsoft/fetch-event-source"] = f"{TEST_PREFIX}fes/index.js"
-    html = _FES_PAGE.replace("IMPORT_MAP", json.dumps({"imports": import_map}))
+    pages = {
+        FES_PAGE: _FES_PAGE.replace("IMPORT_MAP", json.dumps({"imports": import_map})),
+        EVENTSOURCE_PAGE: _EVENTSOURCE_PAGE,
+    }
 
     def handle(route: Route) -> None:
         path = route.request.url.removeprefix(origin).split("?")[0]
-        if path == FES_PAGE:
-            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
+        if path in pages:
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=pages[path])
         elif path in files:
             route.fulfill(status=200, content_type="text/javascript; charset=utf-8", body=files[path].read_text())
         else:
@@ -107,5 +111,50 @@ window.ready = true;
 </script>
 </head>
 <body><p>fetch-event-source consumer</p></body>
+</html>
+"""
+
+
+# window.start(query, key) starts a run with POST /runs and reads it with the browser's own
+# EventSource, which reconnects by itself with Last-Event-ID; the outcome lands in window.outcome.
+# The service's `error` event and EventSource's own connection errors share the name "error": only
+# the service's carries data.
+_EVENTSOURCE_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>EventSource consumer</title>
+<link rel="icon" href="data:,">
+<script type="module">
+window.texts = [];
+window.ids = [];
+window.opens = 0;
+window.start = async (query, apiKey) => {
+  const response = await fetch("/runs", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ query, api_key: apiKey }),
+  });
+  const { events_url: url } = await response.json();
+  const source = new EventSource(url);
+  source.onopen = () => { window.opens += 1; };
+  source.addEventListener("data", (event) => {
+    window.ids.push(event.lastEventId);
+    window.texts.push(JSON.parse(event.data));
+  });
+  source.addEventListener("end", () => {
+    source.close();
+    window.outcome = { ok: true, text: window.texts.join("") };
+  });
+  source.addEventListener("error", (event) => {
+    if (event.data === undefined) return;  // a dropped connection: EventSource reconnects by itself
+    source.close();
+    window.outcome = { ok: false, error: JSON.parse(event.data) };
+  });
+};
+window.ready = true;
+</script>
+</head>
+<body><p>EventSource consumer</p></body>
 </html>
 """

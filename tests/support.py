@@ -146,10 +146,18 @@ def parse_sse(text: str) -> SSEParser:
 
 
 class LiveStream:
-    """A client reading `POST /chat` event by event, that can walk away at any point."""
+    """A client reading `POST /chat` (or another stream) event by event, that can walk away at any point."""
 
-    def __init__(self, client: httpx.Client, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self._context = client.stream("POST", "/chat", json=body, headers=headers)
+    def __init__(
+        self,
+        client: httpx.Client,
+        body: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str = "POST",
+        url: str = "/chat",
+    ) -> None:
+        self._context = client.stream(method, url, json=body, headers=headers)
         self.response = self._context.__enter__()
         self.parser = SSEParser()
         self._chunks = self.response.iter_text()

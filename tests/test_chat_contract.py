@@ -66,7 +66,7 @@ async def test_stream_becomes_metadata_data_end(asgi_client: httpx.AsyncClient, 
     assert response.status_code == 200
     names = [e.event for e in events]
     assert names[0] == "metadata" and names[-1] == "end" and set(names[1:-1]) == {"data"}
-    assert [int(e.id or -1) for e in events] == list(range(len(events)))
+    assert [int((e.id or ":-1").rpartition(":")[2]) for e in events] == list(range(len(events)))
     meta = events[0].json()
     assert meta["run_id"].startswith("run_") and meta["model"] == "test-model"
     # Chunks already waiting may share one event (see service/collector.py): the text is what counts.

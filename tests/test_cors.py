@@ -38,6 +38,7 @@ async def test_a_preflight_from_an_allowed_origin_gets_the_policy(cors_client: h
     assert set(headers["access-control-allow-headers"].split(", ")) == {
         "content-type",
         "authorization",
+        "idempotency-key",
         "last-event-id",
     }
     assert "access-control-allow-credentials" not in headers  # off unless configured
@@ -77,7 +78,7 @@ async def test_a_request_from_an_allowed_origin_can_read_retry_after(cors_client
     response = await cors_client.get("/readyz", headers={"origin": "http://localhost:5173"})
     headers = cors_headers(response)
     assert headers["access-control-allow-origin"] == "http://localhost:5173"
-    assert headers["access-control-expose-headers"] == "retry-after"
+    assert headers["access-control-expose-headers"] == "location, retry-after"
     assert "Origin" in response.headers.get_list("vary")
 
 

@@ -27,7 +27,7 @@ def test_events_in_order_with_ids_and_the_exact_text(
     events = parse_sse(response.text).events
     names = [e.event for e in events]
     assert names[0] == "metadata" and names[-1] == "end" and set(names[1:-1]) == {"data"}
-    ids = [int(e.id or "-1") for e in events]
+    ids = [int((e.id or ":-1").rpartition(":")[2]) for e in events]
     assert ids == sorted(set(ids)), "ids must increase"
     text = "".join(e.json() for e in events if e.event == "data")
     assert text == expected_text("What is streaming?", upstream_server.behaviour)

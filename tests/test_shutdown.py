@@ -53,7 +53,7 @@ def assert_ended_for_shutdown(stream: LiveStream) -> None:
         "retryable": True,
     }
     assert stream.parser.complete, "the stream ended mid-frame"
-    ids = [int(e.id or "-1") for e in stream.parser.events]
+    ids = [int((e.id or ":-1").rpartition(":")[2]) for e in stream.parser.events]
     assert ids == sorted(set(ids))
 
 

@@ -1,0 +1,138 @@
+"""`HeldRun`: a run that outlives its HTTP connections for a while, so a client can come back to it.
+
+The run's `ChunkCollector` runs as a task of its own (one per run), writing every event into the
+run's `EventLog` (`service/replay.py`); each HTTP response is a reader of that log. Readers come
+and go: when the last one leaves, a grace timer starts, and if nobody attaches before it fires
+the run is cancelled exactly as a disconnect cancels it (`Run.close`: no more chunks, the upstream
+socket shut down, the thread freed) and forgotten. A run also has a lifetime: past
+`max_duration` it ends with a `run_timeout` error event. `stop()` (DELETE /runs/{id}) ends it at
+once with a `cancelled` error event. Whatever ends it, the log's last frame is `end` or `error`.
+"""
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncGenerator, Callable
+from typing import cast
+
+from service.collector import ChunkCollector, StreamItem
+from service.errors import RunTooLong
+from service.replay import EventLog
+from service.runs import Run
+from service.sse import Event
+
+
+def owner_of(api_key: str) -> bytes:
+    """Who may attach by Idempotency-Key or resume a POST /chat: a hash of the key, never the key."""
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+class HeldRun:
+    def __init__(
+        self,
+        run: Run,
+        collector: ChunkCollector,
+        log: EventLog,
+        *,
+        owner: bytes,
+        idempotency_key: str | None,
+        grace: float,
+        max_duration: float,
+        on_end: Callable[["HeldRun"], None],
+    ) -> None:
+        self.run = run
+        self.id = run.id
+        self.collector = collector
+        self.log = log
+        self.owner = owner
+        self.idempotency_key = idempotency_key
+        self.readers = 0
+        self.abandoned = False  # cancelled because nobody came back: not resumable
+        self._grace = grace
+        self._max_duration = max_duration
+        self._on_end = on_end
+        self._end_message = "The run was cancelled: nobody was reading it."
+        self._grace_timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.log.closed
+
+    def start(self) -> None:
+        """Start writing the run's events into its log; the grace runs until a reader attaches."""
+        loop = asyncio.get_running_loop()
+        self.writer = loop.create_task(self._write(), name=f"{self.id}:events")
+        self._deadline = loop.call_later(self._max_duration, self._too_long)
+        if self.readers == 0:
+            self._start_grace()
+
+    def attach(self) -> None:
+        self.readers += 1
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
+
+    def detach(self) -> None:
+        self.readers -= 1
+        if self.readers == 0 and not self.log.closed:
+            self._start_grace()
+
+    def stop(self) -> None:
+        """End the run now, with a `cancelled` error event for whoever reads it."""
+        if not self.log.closed:
+            self._end_message = "The run was stopped."
+            self._cancel()
+
+    async def _write(self) -> None:
+        log, collector = self.log, self.collector
+        events = cast(AsyncGenerator[StreamItem, None], collector.events())
+        try:
+            async for item in events:
+                if item is None:
+                    log.keepalive()
+                    continue
+                log.append(item)
+                if log.next_seq - log.read_to >= log.window and not (collector.finished or collector.error):
+                    await log.wait_for_room()  # readers are behind: hold the producer back
+        finally:
+            await events.aclose()
+            self._ended()
+
+    def _ended(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
+        collector = self.collector
+        if not collector.finished and collector.error is None:
+            data = {"type": "cancelled", "message": self._end_message, "retryable": False}
+            self.log.append(Event("error", json.dumps(data)))
+        self.log.close()
+        self.run.close(collector)  # logs the run's outcome; cancels it if it did not end
+        self._on_end(self)
+
+    def _start_grace(self) -> None:
+        if self._grace <= 0:
+            self._abandon()
+        else:
+            self._grace_timer = asyncio.get_running_loop().call_later(self._grace, self._abandon)
+
+    def _abandon(self) -> None:
+        self._grace_timer = None
+        if self.readers == 0 and not self.log.closed:
+            self.abandoned = True
+            self._cancel()
+
+    def _cancel(self) -> None:
+        self.run.cancel()  # at once, as a disconnect does; the writer's end logs it
+        if self.writer is not None:
+            self.writer.cancel()
+
+    def _too_long(self) -> None:
+        self._deadline = None
+        self.run.fail(RunTooLong())
+        if self.run.task is not None and self.run.task.done() and not self.log.closed:
+            self._end_message = "The run went on longer than the service allows."
+            self._cancel()  # the producer is done but the log is held up: end it here
