@@ -19,8 +19,9 @@ from starlette.exceptions import HTTPException
 from service.deps import ServiceState
 from service.errors import InvalidRequest
 from service.logs import configure_logging
+from service.metrics import ServiceMetrics, live_gauges
 from service.pool import StreamPool
-from service.routes import chat, health
+from service.routes import chat, health, metrics
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -46,11 +48,14 @@ def create_app(settings: Settings) -> FastAPI:
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
         pool = StreamPool(settings.max_streams + SPARE_THREADS)
-        asyncio.get_running_loop().set_default_executor(pool)
+        loop.set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
-        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
-        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool)
+        metrics = ServiceMetrics()
+        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, metrics)
+        metrics.watch(live_gauges(registry, pool, loop), loop)
+        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=metrics)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             yield
@@ -59,6 +64,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await registry.wait_idle(SHUTDOWN_GRACE)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
+            metrics.close()
 
     return lifespan
 
@@ -110,5 +116,5 @@ def _field_error(detail: dict[str, object]) -> dict[str, str]:
 def app_from_env() -> FastAPI:
     """uvicorn's factory: settings from the environment (which `python -m service` has filled in)."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

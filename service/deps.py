@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.metrics import ServiceMetrics
 from service.pool import StreamPool
 from service.runs import RunRegistry
 from service.settings import Settings
@@ -17,6 +18,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
+    metrics: ServiceMetrics
     draining: bool = False
 
 

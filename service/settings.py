@@ -5,7 +5,7 @@ also honours the OpenAI SDK's own `OPENAI_BASE_URL`, so an operator who already 
 Ollama, vLLM or llama.cpp's server that way does not have to say it twice.
 """
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = 0.3
 
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
+    log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
