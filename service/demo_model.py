@@ -22,6 +22,12 @@ Decisions worth knowing:
 - Usage: ``completion_tokens`` counts content chunks (the large chunk is one);
   ``prompt_tokens`` counts whitespace-separated words of all message texts.
 - Bad JSON gets a 400 and no ``RequestRecord`` (there is nothing to record).
+- Per-request behaviour, for load runs that mix faults through one service: with
+  ``directives=True`` (``--directives``), a ``[[demo key=value ...]]`` directive in the prompt
+  overrides the server's behaviour for that request (``tokens``, ``token_delay``,
+  ``first_token_delay``, ``fault``, ``fault_after``, ``stall``; ``none`` clears ``tokens`` or
+  ``fault``). Off by default, so a prompt is only ever text unless the operator asks; a bad
+  directive gets a 400.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import threading
 import time
@@ -79,6 +86,15 @@ _ECHO_CHARS = 200
 _LARGE_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MODELS = {"object": "list", "data": [{"id": "demo", "object": "model", "created": 0, "owned_by": "demo"}]}
 _MODELS_BODY = json.dumps(_MODELS).encode()
+_DIRECTIVE = re.compile(r"\[\[demo\s([^\]]*)\]\]")
+_DIRECTIVE_FIELDS: dict[str, type] = {
+    "tokens": int,
+    "token_delay": float,
+    "first_token_delay": float,
+    "fault": str,
+    "fault_after": int,
+    "stall": float,
+}
 
 
 @dataclass
@@ -139,6 +155,26 @@ def answer_tokens(prompt: str, tokens: int | None) -> list[str]:
 def large_chunk_text(chars: int) -> str:
     """The text of the large_chunk fault's one big content chunk."""
     return (_LARGE_PATTERN * (chars // len(_LARGE_PATTERN) + 1))[:chars]
+
+
+def prompt_behaviour(prompt: str, behaviour: Behaviour) -> Behaviour:
+    """``behaviour`` overridden by the prompt's ``[[demo key=value ...]]`` directive, if it has one."""
+    match = _DIRECTIVE.search(prompt)
+    if match is None:
+        return dataclasses.replace(behaviour)
+    overrides: dict[str, Any] = {}
+    for item in match.group(1).split():
+        key, _, text = item.partition("=")
+        kind = _DIRECTIVE_FIELDS.get(key)
+        if kind is None:
+            raise HttpError(400, f"unknown demo directive field {key!r}")
+        try:
+            overrides[key] = None if text == "none" and key in ("tokens", "fault") else kind(text)
+        except ValueError as exc:
+            raise HttpError(400, f"demo directive {key}: {exc}") from exc
+    if overrides.get("fault") not in (None, *FAULTS):
+        raise HttpError(400, f"unknown demo fault {overrides['fault']!r}")
+    return dataclasses.replace(behaviour, **overrides)
 
 
 def _fault_cut(behaviour: Behaviour, count: int) -> int:
@@ -206,7 +242,7 @@ class _Chat:
     keep_alive: bool
 
 
-def _parse_chat(request: Request, behaviour: Behaviour) -> _Chat:
+def _parse_chat(request: Request, behaviour: Behaviour, directives: bool) -> _Chat:
     try:
         data = json.loads(request.body)
     except ValueError as exc:
@@ -229,7 +265,7 @@ def _parse_chat(request: Request, behaviour: Behaviour) -> _Chat:
     )
     return _Chat(
         record=record,
-        behaviour=dataclasses.replace(behaviour),
+        behaviour=prompt_behaviour(record.prompt, behaviour) if directives else dataclasses.replace(behaviour),
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         prompt_tokens=sum(len(_text_of(m.get("content")).split()) for m in messages),
         keep_alive=request.keep_alive,
@@ -326,10 +362,13 @@ def _display_host(host: str) -> str:
 class DemoModelServer:
     """An OpenAI-compatible chat-completions server for ``--demo``, tests and benchmarks."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None, directives: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self.behaviour = behaviour if behaviour is not None else Behaviour()
+        self.directives = directives
         self.requests: list[RequestRecord] = []
         self.base_url = ""
         self._server: asyncio.Server | None = None
@@ -446,7 +485,7 @@ class DemoModelServer:
 
     async def _chat(self, conn: Connection, request: Request) -> bool:
         try:
-            chat = _parse_chat(request, self.behaviour)
+            chat = _parse_chat(request, self.behaviour, self.directives)
         except HttpError as exc:
             conn.write(error_response(exc, request.keep_alive))
             await conn.drain()
@@ -501,6 +540,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-token-ms", type=float, default=200.0)
     parser.add_argument("--fault", choices=FAULTS, default=None)
     parser.add_argument("--fault-after", type=int, default=0)
+    parser.add_argument("--directives", action="store_true", help="obey [[demo key=value ...]] in prompts")
     return parser.parse_args(argv)
 
 
@@ -526,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         fault=args.fault,
         fault_after=args.fault_after,
     )
-    asyncio.run(_serve_until_signalled(DemoModelServer(args.host, args.port, behaviour)))
+    asyncio.run(_serve_until_signalled(DemoModelServer(args.host, args.port, behaviour, args.directives)))
 
 
 if __name__ == "__main__":
