@@ -31,8 +31,8 @@ class Run:
         self.id = "run_" + secrets.token_urlsafe(16)
         self.registry = registry
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=queue_size)
-        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue)
         self.transport = registry.upstream.transport_for_run()
+        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue, self.transport.close_response)
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
