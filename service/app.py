@@ -54,7 +54,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         upstream = UpstreamPool(settings.upstream_connections)
         metrics = ServiceMetrics()
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, metrics)
-        metrics.watch(live_gauges(registry, pool, loop), loop)
+        metrics.watch(live_gauges(registry, upstream, pool, loop), loop)
         app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=metrics)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:

@@ -75,6 +75,11 @@ class Admission(Protocol):
     def max_streams(self) -> int: ...
 
 
+class Upstream(Protocol):
+    @property
+    def open_responses(self) -> int: ...
+
+
 class Pool(Protocol):
     @property
     def busy(self) -> int: ...
@@ -82,12 +87,19 @@ class Pool(Protocol):
     def size(self) -> int: ...
 
 
-def live_gauges(admission: Admission, pool: Pool, loop: asyncio.AbstractEventLoop) -> list[LiveGauge]:
+def live_gauges(
+    admission: Admission, upstream: Upstream, pool: Pool, loop: asyncio.AbstractEventLoop
+) -> list[LiveGauge]:
     return [
         LiveGauge("haystream_active_streams", "Streams admitted and not yet finished.", lambda: admission.active),
         LiveGauge("haystream_max_streams", "Concurrent streams admitted before a 503.", lambda: admission.max_streams),
         LiveGauge("haystream_pool_busy_threads", "Stream pool threads running a pipeline step.", lambda: pool.busy),
         LiveGauge("haystream_pool_threads", "Size of the stream thread pool.", lambda: pool.size),
+        LiveGauge(
+            "haystream_upstream_open_responses",
+            "Upstream responses not closed yet (each holds a pooled connection).",
+            lambda: upstream.open_responses,
+        ),
         LiveGauge(
             "haystream_asyncio_tasks", "Tasks on the service's event loop.", lambda: len(asyncio.all_tasks(loop))
         ),

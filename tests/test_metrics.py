@@ -64,6 +64,7 @@ def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
         live = scrape(service.client)
         assert value(live, "haystream_active_streams") == 1
         assert value(live, "haystream_pool_busy_threads") >= 1
+        assert value(live, "haystream_upstream_open_responses") == 1
         refused = service.client.post("/chat", json=body())
         assert refused.status_code == 503
     wait_until(lambda: service.state.registry.active == 0, message="the held run to be released")
@@ -86,6 +87,7 @@ def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
     durations = value(samples, "haystream_stream_duration_seconds_sum", outcome="client_gone")
     assert durations > 0
     assert value(samples, "haystream_active_streams") == 0
+    assert value(samples, "haystream_upstream_open_responses") == 0
     assert value(samples, "haystream_max_streams") == 1
     assert value(samples, "haystream_pool_threads") == service.state.pool.size
     assert value(samples, "haystream_asyncio_tasks") >= 1
