@@ -22,7 +22,8 @@ class ServiceState:
     draining: bool = False
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    """`async` on purpose: FastAPI runs a plain `def` dependency on a worker thread, a hop per request."""
     state: ServiceState = request.app.state.service
     return state
 
