@@ -22,10 +22,10 @@ class CheckLike(Protocol):
 
 NOTES = (
     "- The baseline is taken after a warm-up (a short mixed round, then every slot held at once): the",
-    "  stream pool starts its threads lazily and keeps them, and anyio's worker threads (FastAPI runs",
-    "  sync dependencies on them) only expire when new work arrives, so threads can be fewer after than",
-    "  before. Readings are taken once the service is quiet: no active stream, no busy pool thread, and",
-    "  fds, threads and tasks unchanged over 5 polls 0.1 s apart. The client closes its connections first.",
+    "  stream pool starts its threads lazily (up to max_streams + 4) and keeps them, so a cold baseline",
+    "  would show growth that is not a leak. Readings are taken once the service is quiet: no active",
+    "  stream, no busy pool thread, and fds, threads and tasks unchanged over 5 polls 0.1 s apart. The",
+    "  client closes its connections before each reading.",
     "- RSS: CPython's allocator and glibc's per-thread arenas keep memory they freed, so a warm process",
     "  creeps up and levels off; a leak grows steadily. Hence two checks: growth over the baseline, and",
     "  growth per request over the second half of the mixed phase (`rss_mib_by_requests_done`). A",
@@ -46,6 +46,7 @@ def machine() -> dict[str, str]:
         "free -g": _run(["free", "-g"]) or "(free not available)",
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "load": " ".join(f"{load:.2f}" for load in os.getloadavg()),
     }
 
 
@@ -70,6 +71,7 @@ def write_markdown(
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: nproc {host['nproc']} (cpu_count {host['cpu_count']}), {host['platform']}",
         f"- Python: {host['python']}",
+        f"- Load average when written (1, 5, 15 min; the machine is shared): {host['load']}",
         f"- Command: `{command}`",
         "",
         "`free -g`:",
