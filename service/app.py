@@ -52,10 +52,10 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         pool = StreamPool(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
-        metrics = ServiceMetrics()
-        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, metrics)
-        metrics.watch(live_gauges(registry, upstream, pool, loop), loop)
-        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=metrics)
+        meters = ServiceMetrics()
+        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters)
+        meters.watch(live_gauges(registry, upstream, pool, loop), loop)
+        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=meters)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             yield
@@ -64,7 +64,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await registry.wait_idle(SHUTDOWN_GRACE)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
-            metrics.close()
+            meters.close()
 
     return lifespan
 
