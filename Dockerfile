@@ -1,30 +1,33 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t haystream .
-# Run:   docker run --rm -p 8000:8000 haystream                      (real OpenAI; callers send their key)
-#        docker run --rm -p 8000:8000 -e HAYSTREAM_DEMO=true haystream  (offline demo model)
-FROM python:3.11-slim AS build
+# Run:   docker run --rm -p 8000:8000 --stop-timeout 25 haystream
+#        (settings as -e HAYSTREAM_...=...; -e HAYSTREAM_DEMO=true for the offline demo model;
+#        --stop-timeout must exceed HAYSTREAM_SHUTDOWN_GRACE, 20 s by default: see README, "Shutdown")
+FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Dependencies first, in their own layer: source edits do not reinstall them.
-COPY constraints.txt pyproject.toml README.md ./
+# Dependencies first, in their own layer: editing the source (or the README) does not reinstall them.
+COPY pyproject.toml constraints.txt ./
 RUN python -m venv /opt/venv \
     && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
        > requirements.txt \
     && /opt/venv/bin/pip install -c constraints.txt -r requirements.txt
-COPY service ./service
+COPY README.md ./
 COPY pipelines ./pipelines
+COPY service ./service
 RUN /opt/venv/bin/pip install --no-deps .
 
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    HAYSTACK_TELEMETRY_ENABLED=False \
+    PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
     PORT=8000
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
-RUN useradd --system --uid 10001 --no-create-home app
-USER app
+USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"8000\")}/healthz', timeout=2)"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["python", "-m", "service.probe", "/healthz"]
 CMD ["haystream"]

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test test-deps lint typecheck pytest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,23 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/python -m service --demo --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(MAKE) lint typecheck pytest
+
+# Programs the browser, nginx and client-module tests drive, as command:debian-package. Each is
+# installed with apt-get only when missing, and only as root (CI); elsewhere those tests skip.
+TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm
+
+test-deps:
+	@missing=""; \
+	for tool in $(TEST_TOOLS); do \
+		name=$${tool%%:*}; \
+		command -v $$name >/dev/null 2>&1 || [ -x /usr/sbin/$$name ] || missing="$$missing $${tool#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "test-deps: not root, not installing:$$missing (their tests skip)"; exit 0; fi; \
+	echo "test-deps: installing$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,7 @@
-"""The haystream web service.
+"""haystream: streams LLM answers from a per-request Haystack AsyncPipeline as Server-Sent Events.
 
-`pipelines` is imported first because its `__init__` turns Haystack's usage telemetry off (unless
-the operator turned it on), which must happen before the first `import haystack`; modules here
-(`service.runs`) import haystack before anything reaches `pipelines`.
+`pipelines` is imported first, before any module here can import haystack: its `__init__` turns
+Haystack's usage telemetry off, which only works before haystack's first import.
 """
 
 import pipelines  # noqa: F401

@@ -16,22 +16,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
+from service.limits import BodyLimit
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics, live_gauges
 from service.pool import StreamPool
-from service.routes import chat, health, metrics
+from service.routes import chat, health, metrics, page
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
+from service.shutdown import drain_on_signals
 from service.upstream import UpstreamPool
 
 logger = logging.getLogger("service.app")
 
 # Prompt building also takes a pool thread, briefly, before the generator takes one for the stream.
 SPARE_THREADS = 4
-SHUTDOWN_GRACE = 5.0
+# After the drain (service/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
+TEARDOWN_WAIT = 5.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -39,6 +43,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(chat.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    add_cors(app, settings)
+    app.include_router(page.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_body)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidRequest, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
@@ -55,13 +62,15 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         meters = ServiceMetrics()
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters)
         meters.watch(live_gauges(registry, upstream, pool, loop), loop)
-        app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=meters)
+        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=meters)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
-            yield
+            with drain_on_signals(state, settings.shutdown_grace):
+                yield
         finally:
+            state.draining = True
             registry.cancel_all()
-            await registry.wait_idle(SHUTDOWN_GRACE)
+            await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
             meters.close()
@@ -94,8 +103,7 @@ async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422, minus the echoed input (it may be a key), with fields named plainly."""
-    content_type = request.headers.get("content-type", "")
-    if request.method == "POST" and content_type.split(";")[0].strip().lower() != "application/json":
+    if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
         field = {"field": "content-type", "message": "must be application/json"}
         return _error(415, "unsupported_media_type", "content-type: must be application/json", [field])
     fields = [_field_error(detail) for detail in error.errors()]
@@ -103,6 +111,12 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
         return _error(400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
     return _error(422, "invalid_request", message, fields)
+
+
+def _is_json(content_type: str) -> bool:
+    """FastAPI's own (strict) rule for reading a body as JSON: application/json or application/*+json."""
+    kind = content_type.split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def _field_error(detail: dict[str, object]) -> dict[str, str]:

@@ -1,25 +1,36 @@
 """The hand-off from the generator's worker thread to the event loop.
 
 `OpenAIGenerator` is synchronous, so `AsyncPipeline` runs it on a pool thread and calls its
-streaming callback there. `StreamBridge` is that callback: it forwards each chunk into the run's
-bounded `asyncio.Queue` with `asyncio.run_coroutine_threadsafe` and waits for the put, so a slow
-reader holds the producer back instead of growing memory. Once the run is cancelled it refuses
-every further chunk by raising `RunCancelled`, which unwinds the generator's read loop and gives
-the thread back to the pool.
+streaming callback there. `StreamBridge` is that callback. It forwards chunks into the run's bounded
+`asyncio.Queue` with `asyncio.run_coroutine_threadsafe`, keeping at most one hand-off in flight:
 
-Before raising, it has the run close its upstream response (`on_refuse`), here on the worker
-thread. Left to the SDK, the response is closed by the abandoned stream generator's finalizer,
-which runs whenever the garbage collector gets to it, on whatever thread it interrupts; if that
-thread holds the shared connection pool's (non-reentrant) lock, it waits for itself, and every
-run waits behind it.
+- when no hand-off is in flight, a chunk starts one at once, alone, so the first token (and every
+  token of a stream the loop keeps up with) is never delayed;
+- while one is in flight (the loop is busy, or the reader is behind and the queue is full), further
+  chunks wait in a list, and the hand-off takes them as soon as its put is done: many chunks cost one
+  wake-up of the loop, and a chunk never waits for the next one to arrive;
+- when `max_pending` chunks are waiting, the callback blocks until the hand-off takes them, so a slow
+  reader slows the producer (and the upstream read) instead of growing memory.
+
+Once the run is cancelled the callback refuses every further chunk by raising `RunCancelled`, which
+unwinds the generator's read loop and gives the thread back to the pool.
+
+Before it raises, the callback has the run close its upstream response (`on_refuse`), here on the
+worker thread. Left to the SDK, the response is closed by the abandoned stream generator's
+finalizer, whenever the garbage collector gets to it, on whatever thread it interrupts; if that
+thread holds the shared connection pool's (non-reentrant) lock, it waits for itself, and every run
+waits behind it.
 """
 
 import asyncio
 import concurrent.futures
+import threading
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from service.errors import RunCancelled
+
+Batch = list[Any]
 
 
 class StreamBridge:
@@ -27,13 +38,18 @@ class StreamBridge:
         self,
         loop: asyncio.AbstractEventLoop,
         queue: "asyncio.Queue[Any]",
+        max_pending: int,
         on_refuse: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._queue = queue
+        self._max_pending = max_pending
         self._on_refuse = on_refuse
+        self._lock = threading.Lock()
+        self._taken = threading.Condition(self._lock)  # the hand-off took the waiting chunks
+        self._waiting: Batch = []
+        self._pending: concurrent.futures.Future[None] | None = None  # the hand-off in flight
         self._cancelled = False
-        self._pending: concurrent.futures.Future[None] | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -41,32 +57,51 @@ class StreamBridge:
 
     def __call__(self, chunk: Any) -> None:
         """Runs on the worker thread, once per upstream chunk."""
-        if self._cancelled:
-            self._refuse()
-        put = self._queue.put(chunk)
         try:
-            pending = asyncio.run_coroutine_threadsafe(put, self._loop)
-        except RuntimeError as error:  # the loop is closed: nobody will read this
-            put.close()
-            self._refuse(error)
-        self._pending = pending
-        if self._cancelled:  # cancel() ran between the check above and publishing `pending`
-            pending.cancel()
-        try:
-            pending.result()
-        except concurrent.futures.CancelledError:
-            self._refuse()
-        finally:
-            self._pending = None
+            with self._lock:
+                if self._cancelled:
+                    raise RunCancelled
+                self._waiting.append(chunk)
+                if self._pending is not None:
+                    while len(self._waiting) >= self._max_pending and not self._cancelled:
+                        self._taken.wait()  # the reader is behind: hold the producer back
+                    if self._cancelled:
+                        raise RunCancelled
+                    return  # the hand-off in flight takes it when its put is done
+                batch, self._waiting = self._waiting, []
+                hand_off = self._hand_off(batch)
+                try:
+                    self._pending = asyncio.run_coroutine_threadsafe(hand_off, self._loop)
+                except RuntimeError as error:  # the loop is closed: nobody will read this
+                    hand_off.close()
+                    raise RunCancelled from error
+        except RunCancelled:  # raised above, with the lock released by now
+            if self._on_refuse is not None:
+                self._on_refuse()
+            raise
 
-    def _refuse(self, cause: BaseException | None = None) -> NoReturn:
-        if self._on_refuse is not None:
-            self._on_refuse()
-        raise RunCancelled from cause
+    async def _hand_off(self, batch: Batch) -> None:
+        """On the loop: put batches until no chunk is waiting, then mark the hand-off done."""
+        while True:
+            await self._queue.put(batch)
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+                self._taken.notify()
+                if not batch:
+                    self._pending = None
+                    return
+
+    async def flush(self) -> None:
+        """On the loop, once the generator has returned: wait until every chunk is in the queue."""
+        pending = self._pending
+        if pending is not None and not self._cancelled:
+            await asyncio.wait([asyncio.wrap_future(pending)])
 
     def cancel(self) -> None:
-        """Runs on the event loop: refuse further chunks and wake a producer blocked on a full queue."""
-        self._cancelled = True
-        pending = self._pending
+        """Runs on the event loop: refuse further chunks and wake a producer that is waiting."""
+        with self._lock:
+            self._cancelled = True
+            pending = self._pending
+            self._taken.notify_all()
         if pending is not None:
             pending.cancel()

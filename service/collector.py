@@ -1,9 +1,14 @@
 """`ChunkCollector`: turns a run's queue into the events a client reads.
 
-The queue carries what the worker thread produced, in order: text chunks, then exactly one
-`Finished` or `Failed`. The collector adds what only the loop side knows: the `metadata` event
-first, run-scoped increasing ids, a keep-alive whenever nothing was sent for a while, and the
-closing `end` or `error` event.
+The queue carries what the worker thread produced, in order: batches of text chunks (see
+`service/bridge.py`), then exactly one `Finished` or `Failed`. The collector adds what only the loop
+side knows: the `metadata` event first, run-scoped increasing ids, a keep-alive whenever nothing was
+sent for a while, and the closing `end` or `error` event.
+
+Chunks that are already waiting when the collector comes round (the reader or the loop fell behind)
+become one `data` event carrying their text joined, so a backlog costs one event, not one per chunk;
+a stream the service keeps up with sends one event per upstream chunk. The text is never changed,
+and `end` counts upstream chunks, not events.
 """
 
 import asyncio
@@ -18,6 +23,7 @@ from service.errors import RunError
 from service.sse import Event
 
 KEEPALIVE = None  # what the collector yields when it is time for a keep-alive comment
+_NOTHING = object()
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Failed:
     error: BaseException
 
 
-QueueItem = StreamingChunk | Finished | Failed | None
+QueueItem = list[StreamingChunk] | Finished | Failed | None
 StreamItem = Event | None
 
 
@@ -50,6 +56,8 @@ class ChunkCollector:
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.chunks = 0
+        self._id = 0
+        self._texts: list[str] = []
         self.first_chunk_at: float | None = None
         self.error: RunError | None = None
         self.finished = False
@@ -61,26 +69,37 @@ class ChunkCollector:
         try:
             yield Event("metadata", json.dumps(self._metadata), 0)
             while True:
-                item = await self._queue.get()
+                item: QueueItem | object = await self._queue.get()
                 self._last_sent = loop.time()
-                if isinstance(item, StreamingChunk):
-                    if item.content:
-                        if self.first_chunk_at is None:
-                            self.first_chunk_at = self._last_sent
-                        self.chunks += 1
-                        yield Event("data", json.dumps(item.content, ensure_ascii=False), self.chunks)
-                elif isinstance(item, Finished):
-                    self.finished = True
-                    yield Event("end", json.dumps(self._end_data(item.meta)), self.chunks + 1)
-                    return
-                elif isinstance(item, Failed):
-                    self.error = self._classify(item.error)
-                    yield Event("error", json.dumps(_error_data(self.error)), self.chunks + 1)
-                    return
-                else:
+                while isinstance(item, list):  # this batch, and every one already queued behind it
+                    self._texts.extend(chunk.content for chunk in item if chunk.content)
+                    item = self._queue.get_nowait() if not self._queue.empty() else _NOTHING
+                if self._texts:
+                    yield self._data_event()
+                elif item is KEEPALIVE:
                     yield KEEPALIVE
+                if isinstance(item, Finished):
+                    self.finished = True
+                    yield Event("end", json.dumps(self._end_data(item.meta)), self._next_id())
+                    return
+                if isinstance(item, Failed):
+                    self.error = self._classify(item.error)
+                    yield Event("error", json.dumps(_error_data(self.error)), self._next_id())
+                    return
         finally:
             self._timer.cancel()
+
+    def _data_event(self) -> Event:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = self._last_sent
+        self.chunks += len(self._texts)
+        text = self._texts[0] if len(self._texts) == 1 else "".join(self._texts)
+        self._texts.clear()
+        return Event("data", json.dumps(text, ensure_ascii=False), self._next_id())
+
+    def _next_id(self) -> int:
+        self._id += 1
+        return self._id
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()

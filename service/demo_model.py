@@ -22,7 +22,11 @@ Decisions worth knowing:
 - Usage: ``completion_tokens`` counts content chunks (the large chunk is one);
   ``prompt_tokens`` counts whitespace-separated words of all message texts.
 - Bad JSON gets a 400 and no ``RequestRecord`` (there is nothing to record).
-- Per-request behaviour, for load runs that mix faults through one service: with
+- Per request, the behaviour is ``by_prompt[prompt]`` if the last user prompt is a key of
+  it, else ``behaviour``; tests mix faults in one concurrent burst that way. With
+  ``fail_first_n`` the fault hits only the first N requests served under that Behaviour
+  object (counted on it), and the ones after get a clean answer: an upstream that recovers.
+- On top of that, for load runs that mix faults through one service process: with
   ``directives=True`` (``--directives``), a ``[[demo key=value ...]]`` directive in the prompt
   overrides the server's behaviour for that request (``tokens``, ``token_delay``,
   ``first_token_delay``, ``fault``, ``fault_after``, ``stall``; ``none`` clears ``tokens`` or
@@ -41,7 +45,9 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from service.demo_wire import (
@@ -106,6 +112,9 @@ class Behaviour:
     fault_after: int = 0
     stall: float = 3600.0
     large_chunk_chars: int = 1_000_000
+    token_chars: int | None = None  # pad each ``tokens=N`` token to this many characters
+    fail_first_n: int | None = None  # the fault hits only the first N requests, then none
+    faults_served: int = field(default=0, init=False, compare=False)
 
 
 @dataclass
@@ -131,18 +140,21 @@ def _echo(prompt: str) -> str:
     return echo or "(nothing)"
 
 
-def answer_tokens(prompt: str, tokens: int | None) -> list[str]:
+def answer_tokens(prompt: str, tokens: int | None, token_chars: int | None = None) -> list[str]:
     """The exact token texts the server streams for this prompt (deterministic).
 
     ``tokens=None``: a 37-60 token answer that says it comes from the demo model and echoes
     the prompt (whitespace collapsed, cut after 24 words or 200 characters); each token is
-    a word plus its following space. ``tokens=N``: ``["tok0 ", "tok1 ", ...]``, N of them.
+    a word plus its following space. ``tokens=N``: ``["tok0 ", "tok1 ", ...]``, N of them;
+    with ``token_chars``, each padded to that length (``"tok0:0123...xyz01 "``).
     The large_chunk fault sends one extra chunk; ``expected_text`` accounts for it.
     """
     if tokens is not None:
         if tokens < 0:
             raise ValueError("tokens must be >= 0")
-        return [f"tok{i} " for i in range(tokens)]
+        if token_chars is None:
+            return [f"tok{i} " for i in range(tokens)]
+        return [_padded(f"tok{i}:", token_chars) for i in range(tokens)]
     text = (
         f'This is the demo model, not a real LLM. You asked: "{_echo(prompt)}". '
         "A real model's answer would stream here word by word; start the service "
@@ -150,6 +162,10 @@ def answer_tokens(prompt: str, tokens: int | None) -> list[str]:
     )
     words = text.split(" ")
     return [word + " " for word in words[:-1]] + [words[-1]]
+
+
+def _padded(head: str, chars: int) -> str:
+    return head + large_chunk_text(max(chars - len(head) - 1, 0)) + " "
 
 
 def large_chunk_text(chars: int) -> str:
@@ -182,7 +198,7 @@ def _fault_cut(behaviour: Behaviour, count: int) -> int:
 
 
 def _content_chunks(prompt: str, behaviour: Behaviour) -> list[str]:
-    chunks = answer_tokens(prompt, behaviour.tokens)
+    chunks = answer_tokens(prompt, behaviour.tokens, behaviour.token_chars)
     if behaviour.fault == "large_chunk":
         chunks.insert(_fault_cut(behaviour, len(chunks)), large_chunk_text(behaviour.large_chunk_chars))
     return chunks
@@ -242,7 +258,7 @@ class _Chat:
     keep_alive: bool
 
 
-def _parse_chat(request: Request, behaviour: Behaviour, directives: bool) -> _Chat:
+def _parse_chat(request: Request, behaviour_for: Callable[[str], Behaviour]) -> _Chat:
     try:
         data = json.loads(request.body)
     except ValueError as exc:
@@ -265,7 +281,7 @@ def _parse_chat(request: Request, behaviour: Behaviour, directives: bool) -> _Ch
     )
     return _Chat(
         record=record,
-        behaviour=prompt_behaviour(record.prompt, behaviour) if directives else dataclasses.replace(behaviour),
+        behaviour=behaviour_for(record.prompt),
         include_usage=isinstance(options, dict) and options.get("include_usage") is True,
         prompt_tokens=sum(len(_text_of(m.get("content")).split()) for m in messages),
         keep_alive=request.keep_alive,
@@ -295,7 +311,7 @@ async def _mid_fault(conn: Connection, out: Output, chat: _Chat) -> bool | None:
 
 async def _stream(conn: Connection, chat: _Chat, fmt: ChunkFormat, chunks: list[str]) -> bool:
     behaviour = chat.behaviour
-    out = Output(conn, fmt, behaviour.token_delay)
+    out = Output(conn, fmt, behaviour.token_delay, partial(setattr, chat.record, "tokens_sent"))
     conn.write(response_head(200, SSE_HEADERS, chat.keep_alive))
     try:
         await conn.drain()
@@ -369,6 +385,7 @@ class DemoModelServer:
         self.port = port
         self.behaviour = behaviour if behaviour is not None else Behaviour()
         self.directives = directives
+        self.by_prompt: dict[str, Behaviour] = {}
         self.requests: list[RequestRecord] = []
         self.base_url = ""
         self._server: asyncio.Server | None = None
@@ -376,6 +393,11 @@ class DemoModelServer:
         self._completions = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now (idle keep-alive ones included)."""
+        return len(self._connections)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_connection, self.host, self.port)
@@ -483,9 +505,19 @@ class DemoModelServer:
         await conn.drain()
         return request.keep_alive
 
+    def _behaviour_for(self, prompt: str) -> Behaviour:
+        """This request's own copy of the behaviour it gets; counts ``fail_first_n`` faults, obeys directives."""
+        chosen = self.by_prompt.get(prompt, self.behaviour)
+        if chosen.fail_first_n is not None and chosen.fault is not None:
+            if chosen.faults_served < chosen.fail_first_n:
+                chosen.faults_served += 1
+            else:
+                chosen = dataclasses.replace(chosen, fault=None)
+        return prompt_behaviour(prompt, chosen) if self.directives else dataclasses.replace(chosen)
+
     async def _chat(self, conn: Connection, request: Request) -> bool:
         try:
-            chat = _parse_chat(request, self.behaviour, self.directives)
+            chat = _parse_chat(request, self._behaviour_for)
         except HttpError as exc:
             conn.write(error_response(exc, request.keep_alive))
             await conn.drain()

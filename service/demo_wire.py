@@ -24,6 +24,7 @@ import contextlib
 import json
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as json_str  # json.dumps of one str, minus overhead
 from typing import Any
@@ -253,11 +254,15 @@ class Output:
     """Batches one response's chunks; counts content chunks once they are written.
 
     With ``delay`` 0 a batch is written and drained every 64 tokens; otherwise each
-    token is flushed before the pause that follows it.
+    token is flushed before the pause that follows it. ``on_written`` hears the running
+    count after each flush, so a stream's progress can be watched while it runs.
     """
 
-    def __init__(self, conn: Connection, fmt: ChunkFormat, delay: float) -> None:
+    def __init__(
+        self, conn: Connection, fmt: ChunkFormat, delay: float, on_written: Callable[[int], None] | None = None
+    ) -> None:
         self.conn = conn
+        self.on_written = on_written
         self.fmt = fmt
         self.delay = delay
         self.parts: list[str] = []
@@ -274,6 +279,8 @@ class Output:
             self.parts.clear()
         self.written += self.pending
         self.pending = 0
+        if self.on_written is not None:
+            self.on_written(self.written)
         await self.conn.drain()
 
     async def tokens(self, texts: list[str]) -> None:

@@ -19,11 +19,11 @@ class ServiceState:
     registry: RunRegistry
     pool: StreamPool
     metrics: ServiceMetrics
-    draining: bool = False
+    draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 
 async def get_state(request: Request) -> ServiceState:
-    """`async` on purpose: FastAPI runs a plain `def` dependency on a worker thread, a hop per request."""
+    """Async on purpose: FastAPI runs a sync dependency on a worker thread, a thread hop per request."""
     state: ServiceState = request.app.state.service
     return state
 

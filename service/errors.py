@@ -19,6 +19,7 @@ class ErrorType(StrEnum):
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_MALFORMED = "upstream_malformed"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
 
@@ -35,6 +36,10 @@ class RunError:
 
 class CapacityExceeded(Exception):
     """Every stream slot is taken."""
+
+
+class ShuttingDown(Exception):
+    """The service is stopping: a run still streaming after the shutdown grace is ended with this."""
 
 
 class UpstreamIncomplete(Exception):
@@ -73,6 +78,8 @@ def classify(error: BaseException) -> RunError:
     """Map whatever ended a run to the error a client sees, looking through wrapper exceptions."""
     # The innermost cause is the most specific: a PipelineRuntimeError wraps the SDK's error.
     for cause in reversed(chain(error)):
+        if isinstance(cause, ShuttingDown):
+            return RunError(ErrorType.SHUTTING_DOWN, "The service is restarting; send the request again.", True)
         if isinstance(cause, UpstreamIncomplete):
             message = "The upstream ended the stream before the answer was complete."
             return RunError(ErrorType.UPSTREAM_UNAVAILABLE, message, True)

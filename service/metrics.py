@@ -131,7 +131,7 @@ class ServiceMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
-        self._chunks = Counter("haystream_chunks_sent", "Text chunks sent as data events.", registry=registry)
+        self._chunks = Counter("haystream_chunks_sent", "Upstream text chunks sent to clients.", registry=registry)
         for outcome in Outcome:
             self._streams.labels(outcome)
             if outcome is not Outcome.REJECTED:

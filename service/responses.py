@@ -4,7 +4,8 @@ Starlette's `StreamingResponse` only learns that a client left when its next wri
 2.4 servers) and appends `; charset=utf-8` to `text/*` media types, which breaks the
 `content-type === "text/event-stream"` check that fetch-event-source's README shows. This response
 sends the exact header, and listens for `http.disconnect` while streaming, so a client that
-leaves during a silent stretch (a slow first token, a stalled upstream) is noticed at once.
+leaves during a silent stretch (a slow first token, a stalled upstream) is noticed at once. A
+client that stays connected but stops reading is dropped after `send_timeout` (`SendWatchdog`).
 """
 
 import asyncio
@@ -13,6 +14,8 @@ from collections.abc import AsyncGenerator, Callable
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from service.watchdog import SendWatchdog
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -25,20 +28,26 @@ SSE_HEADERS = [
 class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None]) -> None:
+    def __init__(
+        self, body: AsyncGenerator[bytes, None], on_close: Callable[[], None], send_timeout: float | None = None
+    ) -> None:
         self.status_code = 200
         self.background = None
         self.body_iterator = body
         self.on_close = on_close
         self.raw_headers = list(SSE_HEADERS)
+        self.send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
-        streamer = loop.create_task(self._stream(send))
+        watchdog = SendWatchdog(self.send_timeout, lambda: streamer.cancel())
+        streamer = loop.create_task(self._stream(send, watchdog))
         watcher = loop.create_task(_wait_for_disconnect(receive))
+        watchdog.start()
         try:
             await asyncio.wait((streamer, watcher), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            watchdog.stop()
             for task in (streamer, watcher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, OSError):
@@ -46,10 +55,14 @@ class EventStreamResponse(Response):
             await self.body_iterator.aclose()
             self.on_close()
 
-    async def _stream(self, send: Send) -> None:
+    async def _stream(self, send: Send, progress: SendWatchdog) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         async for chunk in self.body_iterator:
+            progress.sending = True
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            progress.sending = False
+            progress.sent += 1
+        progress.sending = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

@@ -30,12 +30,16 @@ class Run:
     def __init__(self, registry: "RunRegistry", queue_size: int) -> None:
         self.id = "run_" + secrets.token_urlsafe(16)
         self.registry = registry
-        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=queue_size)
+        # One batch in the queue and one in the bridge: at most 2 x queue_size chunks per stream.
+        self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=1)
         self.transport = registry.upstream.transport_for_run()
-        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue, self.transport.close_response)
+        self.bridge = StreamBridge(
+            asyncio.get_running_loop(), self.queue, max_pending=queue_size, on_refuse=self.transport.close_response
+        )
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
+        self._generating = True  # the pipeline (and its pool thread) is still at work
 
     def start(self, factory: PipelineFactory, query: str) -> None:
         pipeline = factory(self.bridge, self.transport)
@@ -52,6 +56,11 @@ class Run:
                 return
             logger.warning("run failed", extra={"run_id": self.id, **failure_fields(error)})
             outcome = Failed(error)
+        # The thread is done: from here on, cancelling this task frees nothing before its time.
+        self._generating = False
+        if self.bridge.cancelled:  # nobody reads, or `fail` already ended the queue
+            return
+        await self.bridge.flush()  # the text that came before the end, or before the failure
         await self.queue.put(outcome)
 
     async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
@@ -62,11 +71,25 @@ class Run:
         return Finished(meta)
 
     def cancel(self) -> None:
-        """Stop paying for this run: refuse more chunks, cut the upstream response, unblock the producer."""
+        """Stop paying for this run: refuse more chunks, cut the upstream response, stop the producer.
+
+        While the pipeline runs, its task is left to end by itself (the thread unwinds at once), so the
+        run keeps its slot until the thread is free; after that, the task is only handing over its last
+        items, and is cancelled so it never waits on a queue nobody reads.
+        """
         self.bridge.cancel()
         self.transport.abort()
-        while not self.queue.empty():  # nobody reads any more; a producer blocked on a full queue moves on
+        if not self._generating and self.task is not None:
+            self.task.cancel()
+        while not self.queue.empty():
             self.queue.get_nowait()
+
+    def fail(self, error: Exception) -> None:
+        """End the stream now with `error` as its `error` event, and stop the work behind it."""
+        if self.task is not None and self.task.done():
+            return  # the producer already ended the queue with its own outcome
+        self.cancel()  # empties the queue, so the put below cannot find it full
+        self.queue.put_nowait(Failed(error))
 
     def close(self, collector: ChunkCollector) -> None:
         """The response is over, however it ended; a run whose stream did not end is cancelled."""
@@ -134,6 +157,12 @@ class RunRegistry:
     def cancel_all(self) -> None:
         for run in list(self.runs.values()):
             run.cancel()
+
+    def fail_all(self, error: Exception) -> int:
+        runs = list(self.runs.values())
+        for run in runs:
+            run.fail(error)
+        return len(runs)
 
     async def wait_idle(self, grace: float) -> bool:
         tasks = [run.task for run in self.runs.values() if run.task is not None]

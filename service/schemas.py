@@ -13,6 +13,11 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_KEY_CHARS = 512
 
 
+def is_header_safe_key(key: str) -> bool:
+    """The one rule for a key, wherever it came from: 1-512 printable ASCII characters, no spaces."""
+    return len(key) <= MAX_KEY_CHARS and _KEY_CHARS.fullmatch(key) is not None
+
+
 class ChatRequest(BaseModel):
     """Unknown fields are rejected, so a misspelt field fails loudly instead of being ignored."""
 
@@ -40,7 +45,7 @@ class ChatRequest(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _key_is_header_safe(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and not _KEY_CHARS.fullmatch(key.get_secret_value()):
+        if key is not None and not is_header_safe_key(key.get_secret_value()):
             raise ValueError("must be non-empty printable ASCII without spaces")
         return key
 

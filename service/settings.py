@@ -3,14 +3,23 @@
 Every field can be set from the environment with the `HAYSTREAM_` prefix. The upstream base URL
 also honours the OpenAI SDK's own `OPENAI_BASE_URL`, so an operator who already points tools at
 Ollama, vLLM or llama.cpp's server that way does not have to say it twice.
+
+CORS origins are checked to be bare origins (`https://app.example.com`, no path, no trailing
+slash): a browser's `Origin` header never has either, so such an entry would silently never match.
 """
 
+import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
+
+_ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+MAX_QUERY_BYTES_PER_CHAR = 4  # UTF-8's longest character, as browsers' JSON.stringify sends it
+BODY_OVERHEAD = 1024  # the key, the field names and JSON punctuation
 
 
 class Settings(BaseSettings):
@@ -27,6 +36,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_connections: int = Field(default=512, ge=1, le=10_000)
     include_usage: bool = Field(default=True, description="Ask the upstream for token usage in the stream.")
+    validate_chunks: bool = Field(
+        default=True, description="Validate streamed chunks against OpenAI's schema (fast); off for odd servers."
+    )
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
 
@@ -36,20 +48,63 @@ class Settings(BaseSettings):
     queue_size: int = Field(default=64, ge=1, le=10_000, description="Chunks buffered per stream.")
     keepalive_interval: Seconds = Field(default=15.0)
     max_query_chars: int = Field(default=8_000, ge=1, le=1_000_000)
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest accepted request body; over it, 413."
+    )
+    send_timeout: Seconds = Field(
+        default=30.0, description="A client that takes no event for this long is dropped and its run cancelled."
+    )
 
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")
     demo_token_delay: Annotated[float, Field(ge=0, le=10)] = 0.05
     demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = 0.3
 
+    # Cross-origin use (none by default: the demo page is same-origin).
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Origins allowed to call the API from a browser: a JSON list or comma-separated."
+    )
+    cors_allow_credentials: bool = Field(default=False, description="Let those origins send cookies/credentials.")
+
+    # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
+    shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
     log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if value.startswith("["):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("starts with '[' but is not a JSON list of origins") from None
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        checked = tuple(origin.lower() for origin in origins)
+        for origin in checked:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like 'https://app.example.com' (no path or slash)")
+        return checked
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
         if self.keepalive_interval >= 60:
             # nginx's default proxy_read_timeout is 60 s: a slower keep-alive lets it cut idle streams.
             raise ValueError("keepalive_interval must be under 60 s (nginx's default read timeout)")
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            # Any site could then make a user's browser call the API with the user's credentials.
+            raise ValueError("cors_origins '*' cannot be combined with cors_allow_credentials: list the origins")
+        if self.max_body_bytes < MAX_QUERY_BYTES_PER_CHAR * self.max_query_chars + BODY_OVERHEAD:
+            # Else a query within max_query_chars could be refused as too large, depending on its characters.
+            raise ValueError("max_body_bytes must hold a query of max_query_chars (4 UTF-8 bytes each) plus 1 KiB")
         return self
 
     def generation_kwargs(self) -> dict[str, Any]:

@@ -27,9 +27,12 @@ def unused_port() -> int:
 
 
 @contextmanager
-def run_server(app: FastAPI) -> Iterator[str]:
-    """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=unused_port(), log_config=None, lifespan="on")
+def run_server(app: FastAPI, **options: Any) -> Iterator[str]:
+    """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit.
+
+    `options` go to `uvicorn.Config` (e.g. `http="h11"`).
+    """
+    config = uvicorn.Config(app, host="127.0.0.1", port=unused_port(), log_config=None, lifespan="on", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -81,6 +84,11 @@ class SSEParser:
     _data: list[str] = field(default_factory=list)
     _event: str = ""
     _id: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Nothing half-received: no partial line, no event still waiting for its blank line."""
+        return not self._buffer and not self._data
 
     def feed(self, text: str) -> list[SSEEvent]:
         self._buffer += text

@@ -428,6 +428,44 @@ def test_command_line_serves_until_sigterm() -> None:
             killer.cancel()
 
 
+def test_fail_first_n_faults_only_the_first_requests(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = fast(tokens=2, fault="http_503", fail_first_n=2)
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            stream_text(client)
+    assert stream_text(client)[0] == "tok0 tok1 "
+    server.behaviour = fast(tokens=2, fault="http_503", fail_first_n=1)  # a new behaviour counts afresh
+    with pytest.raises(openai.InternalServerError):
+        stream_text(client)
+
+
+def test_by_prompt_picks_a_behaviour_per_request(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = fast(tokens=1)
+    server.by_prompt["fail"] = fast(fault="http_500")
+    with pytest.raises(openai.InternalServerError):
+        stream_text(client, prompt="fail")
+    assert stream_text(client, prompt="fine")[0] == "tok0 "
+
+
+def test_token_chars_pads_every_token(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = fast(tokens=3, token_chars=10_000)
+    text, _ = stream_text(client)
+    assert text == expected_text(PROMPT, server.behaviour)
+    assert [len(token) for token in answer_tokens(PROMPT, 3, 10_000)] == [10_000] * 3
+    assert text.startswith("tok0:") and "tok2:" in text
+
+
+def test_tokens_sent_is_counted_while_the_stream_runs(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = Behaviour(tokens=100, token_delay=0.05, first_token_delay=0)
+    stream = client.chat.completions.create(model="demo", messages=MESSAGES, stream=True)
+    chunks = iter(stream)
+    for _ in range(3):
+        next(chunks)
+    [record] = server.wait_for_requests(1)
+    assert 3 <= record.tokens_sent < 100 and not record.closed.is_set()
+    stream.close()
+
+
 def test_a_prompt_directive_picks_this_requests_behaviour_when_enabled() -> None:
     with (
         DemoModelServer(behaviour=fast(), directives=True) as srv,

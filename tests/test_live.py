@@ -179,7 +179,8 @@ def test_an_upstream_stream_cut_short_is_an_error_not_an_end(
     upstream_server.behaviour = Behaviour(tokens=10, fault="close_mid", fault_after=4, token_delay=0)
     service = live_service()
     events = parse_sse(service.client.post("/chat", json=body()).text).events
-    assert [e.event for e in events] == ["metadata", "data", "data", "data", "data", "error"]
+    assert [e.event for e in events][-1] == "error"
+    assert "".join(e.json() for e in events if e.event == "data") == "tok0 tok1 tok2 tok3 "
     assert events[-1].json()["type"] == "upstream_unavailable"
     assert events[-1].json()["retryable"] is True
 

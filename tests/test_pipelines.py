@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import respx
 from haystack import AsyncPipeline
 from haystack.components.generators import OpenAIGenerator
@@ -53,18 +54,18 @@ async def test_the_query_is_data_not_template() -> None:
     assert messages == [{"role": "user", "content": query}]
 
 
-def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Path) -> None:
-    probe = "import pipelines.chat, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
-    env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"}
+@pytest.mark.parametrize(
+    "entry",
+    ["pipelines.chat", "service.app", "service.runs", "service.collector", "service.routes.chat", "service.__main__"],
+)
+def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Path, entry: str) -> None:
+    """Regression: service modules imported haystack before pipelines/ could turn telemetry off."""
+    probe = f"import {entry}, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
+    env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"} | {"HOME": str(tmp_path)}
     off = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert off.stdout.strip() == "True"
-    on = subprocess.run(
-        [sys.executable, "-c", probe],
-        env=env | {"HAYSTACK_TELEMETRY_ENABLED": "true", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    on_env = env | {"HAYSTACK_TELEMETRY_ENABLED": "true"}
+    on = subprocess.run([sys.executable, "-c", probe], env=on_env, capture_output=True, text=True, check=True)
     assert on.stdout.strip() == "False"
 
 

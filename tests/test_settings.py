@@ -35,6 +35,8 @@ def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.Monke
         ("keepalive_interval", 0),
         ("keepalive_interval", 60),
         ("log_level", "loud"),
+        ("shutdown_grace", -1),
+        ("shutdown_grace", 301),
     ],
 )
 def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
@@ -58,3 +60,48 @@ def test_log_format_is_text_unless_json_is_asked_for(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HAYSTREAM_LOG_FORMAT", "yaml")
     with pytest.raises(ValidationError, match="log_format"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["https://app.example.com", "http://localhost:5173"]', ("https://app.example.com", "http://localhost:5173")),
+        ("https://app.example.com, http://localhost:5173", ("https://app.example.com", "http://localhost:5173")),
+        ("https://App.Example.com", ("https://app.example.com",)),
+        ("http://[::1]:8080,", ("http://[::1]:8080",)),
+        ("*", ("*",)),
+        ("", ()),
+    ],
+)
+def test_cors_origins_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("HAYSTREAM_CORS_ORIGINS", value)
+    assert Settings().cors_origins == expected
+
+
+def test_cors_is_off_and_the_shutdown_grace_is_bounded_by_default() -> None:
+    settings = Settings()
+    assert settings.cors_origins == () and settings.cors_allow_credentials is False
+    assert settings.shutdown_grace == 20
+
+
+@pytest.mark.parametrize(
+    "value", ["https://app.example.com/", "https://app.example.com/chat", "null", "ftp://app.example.com", "[1,"]
+)
+def test_a_cors_entry_that_is_not_an_origin_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="cors_origins"):
+        Settings.model_validate({"cors_origins": value})
+
+
+@pytest.mark.parametrize(("field", "value"), [("send_timeout", 0), ("send_timeout", 3601), ("max_body_bytes", 100)])
+def test_failure_limits_are_bounded(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings.model_validate({field: value})
+
+
+def test_failure_limits_have_safe_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (30, 64 * 1024)
+    monkeypatch.setenv("HAYSTREAM_SEND_TIMEOUT", "5")
+    monkeypatch.setenv("HAYSTREAM_MAX_BODY_BYTES", "40000")
+    assert (Settings().send_timeout, Settings().max_body_bytes) == (5, 40_000)

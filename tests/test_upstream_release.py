@@ -69,13 +69,16 @@ def test_completed_and_failed_runs_close_their_upstream_responses(
 
 async def test_a_refused_chunk_has_the_response_released_first_on_the_worker_thread() -> None:
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=1)  # nobody reads it
     released: list[str] = []
-    bridge = StreamBridge(loop, queue, on_refuse=lambda: released.append(threading.current_thread().name))
+    bridge = StreamBridge(
+        loop, queue, max_pending=1, on_refuse=lambda: released.append(threading.current_thread().name)
+    )
     await asyncio.to_thread(bridge, "fills the queue")
-    blocked = asyncio.ensure_future(asyncio.to_thread(bridge, "waits for room"))
+    await asyncio.to_thread(bridge, "waits in the hand-off")
+    blocked = asyncio.ensure_future(asyncio.to_thread(bridge, "holds the producer back"))
     async with asyncio.timeout(5):
-        while bridge._pending is None:
+        while not bridge._waiting:
             await asyncio.sleep(0.001)
     bridge.cancel()
     with pytest.raises(RunCancelled):

@@ -16,7 +16,7 @@ from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
 from service.logs import current_run_id
 from service.responses import EventStreamResponse
-from service.schemas import ChatRequest, ErrorBody
+from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
 from service.sse import KEEPALIVE, encode
 from service.upstream import RunTransport
@@ -28,12 +28,17 @@ DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
     400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+    413: {"model": ErrorBody, "description": "The body is over HAYSTREAM_MAX_BODY_BYTES."},
+    415: {"model": ErrorBody, "description": "The content-type is not application/json."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
-    503: {"model": ErrorBody, "description": "Every stream slot is taken; retry after Retry-After seconds."},
+    503: {
+        "model": ErrorBody,
+        "description": "Every stream slot is taken, or the service is shutting down; retry after Retry-After seconds.",
+    },
 }
 
 
-@router.post("/chat", response_class=EventStreamResponse, responses=_STREAM_DOC)
+@router.post("/chat", response_class=EventStreamResponse, status_code=200, responses=_STREAM_DOC)
 async def chat(
     body: ChatRequest,
     state: StateDep,
@@ -43,10 +48,12 @@ async def chat(
     api_key = _api_key(body, authorization)
     if len(body.query) > settings.max_query_chars:
         raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    if state.draining:  # close the connection too: the retry should reach another instance
+        return _unavailable(settings, "shutting_down", "The service is shutting down; retry shortly.", close=True)
     try:
         run = state.registry.admit()
     except CapacityExceeded:
-        return _at_capacity(settings)
+        return _unavailable(settings, "at_capacity", "Every stream slot is taken; retry shortly.")
     current_run_id.set(run.id)
     try:
         run.start(partial(_pipeline, settings, api_key), body.query)
@@ -59,7 +66,9 @@ async def chat(
     collector = ChunkCollector(
         run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
     )
-    return EventStreamResponse(_sse(collector.events()), on_close=partial(run.close, collector))
+    return EventStreamResponse(
+        _sse(collector.events()), on_close=partial(run.close, collector), send_timeout=settings.send_timeout
+    )
 
 
 def _api_key(body: ChatRequest, authorization: str | None) -> str:
@@ -69,7 +78,7 @@ def _api_key(body: ChatRequest, authorization: str | None) -> str:
     if authorization:
         scheme, _, token = authorization.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or len(token) > 512 or not token.isascii() or " " in token:
+        if scheme.lower() != "bearer" or not is_header_safe_key(token):
             raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
         return token
     raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
@@ -85,12 +94,14 @@ def _pipeline(settings: Settings, api_key: str, bridge: StreamBridge, transport:
         max_retries=settings.upstream_max_retries,
         generation_kwargs=settings.generation_kwargs(),
         transport=transport,
+        validate_chunks=settings.validate_chunks,
     )
 
 
-def _at_capacity(settings: Settings) -> JSONResponse:
-    body = ErrorBody(type="at_capacity", message="Every stream slot is taken; retry shortly.", retryable=True)
-    return JSONResponse(body.model_dump(exclude_none=True), 503, headers={"Retry-After": str(settings.retry_after)})
+def _unavailable(settings: Settings, error_type: str, message: str, close: bool = False) -> JSONResponse:
+    body = ErrorBody(type=error_type, message=message, retryable=True)
+    headers = {"Retry-After": str(settings.retry_after)} | ({"Connection": "close"} if close else {})
+    return JSONResponse(body.model_dump(exclude_none=True), 503, headers=headers)
 
 
 async def _sse(items: AsyncIterator[StreamItem]) -> AsyncGenerator[bytes, None]:

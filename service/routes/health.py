@@ -1,4 +1,8 @@
-"""`GET /healthz` (the process answers) and `GET /readyz` (it will take new streams)."""
+"""`GET /healthz` (the process answers) and `GET /readyz` (it will take new streams).
+
+During a drain (service/shutdown.py) the first stays 200 and the second says 503, so an
+orchestrator stops routing here without restarting a process that is finishing its streams.
+"""
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -13,8 +17,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Draining or not started."}})
+@router.get("/readyz", responses={503: {"description": "Shutting down: no new streams are admitted."}})
 async def readyz(state: StateDep) -> JSONResponse:
+    """Ready once the lifespan has started the pool (the app serves nothing before), until the drain."""
+    active = state.registry.active
     if state.draining:
-        return JSONResponse({"status": "draining"}, 503)
-    return JSONResponse({"status": "ready", "active_streams": state.registry.active})
+        return JSONResponse({"status": "draining", "active_streams": active}, 503)
+    return JSONResponse({"status": "ready", "active_streams": active})

@@ -1,0 +1,111 @@
+"""Headless Chromium (Debian's) driven by Playwright, and the pages the browser tests load.
+
+`playwright install` is never called: Playwright drives /usr/bin/chromium, which `make test`
+installs with apt-get when it is missing. Each launch gets a fresh temporary profile from
+Playwright, and the flags keep Chromium off the network (no background services, no QUIC).
+
+The fetch-event-source test page is served by the browser itself (request interception) under
+`/__test__/` on the service's own origin, so `/chat` is same-origin exactly as in a real app,
+directly or through nginx. It loads the real `@microsoft/fetch-event-source`, installed with npm
+into `.test-artifacts/npm` on first use. Its ESM build imports `./fetch` without an extension, so
+the page's import map points each extensionless module at its `.js` file.
+"""
+
+import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, Route, sync_playwright
+
+from tests.binaries import require
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "fetch-event-source.js"
+NPM_DIR = ROOT / ".test-artifacts" / "npm"
+FES_PACKAGE = "@microsoft/fetch-event-source@2.0.1"
+FES_ESM = NPM_DIR / "node_modules" / "@microsoft" / "fetch-event-source" / "lib" / "esm"
+TEST_PREFIX = "/__test__/"
+FES_PAGE = f"{TEST_PREFIX}fetch-event-source.html"
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def launch_chromium() -> Iterator[Browser]:
+    chromium = require("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def install_fetch_event_source() -> Path:
+    """The package's ESM directory, installed from the npm registry when it is not there yet."""
+    if not (FES_ESM / "index.js").is_file():
+        npm = require("npm")
+        NPM_DIR.mkdir(parents=True, exist_ok=True)
+        command = [npm, "install", "--prefix", str(NPM_DIR), "--no-audit", "--no-fund", "--no-save", FES_PACKAGE]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert result.returncode == 0, f"npm install {FES_PACKAGE} failed:\n{result.stdout}\n{result.stderr}"
+    return FES_ESM
+
+
+def serve_test_pages(page: Page, origin: str) -> None:
+    """Answer `{origin}/__test__/...` from the example snippet and the npm package, in the browser."""
+    esm = install_fetch_event_source()
+    modules = sorted(path.stem for path in esm.glob("*.js"))
+    files = {f"{TEST_PREFIX}fes/{name}.js": esm / f"{name}.js" for name in modules}
+    files[f"{TEST_PREFIX}fetch-event-source.js"] = EXAMPLE
+    import_map = {f"{TEST_PREFIX}fes/{name}": f"{TEST_PREFIX}fes/{name}.js" for name in modules}
+    import_map["@microsoft/fetch-event-source"] = f"{TEST_PREFIX}fes/index.js"
+    html = _FES_PAGE.replace("IMPORT_MAP", json.dumps({"imports": import_map}))
+
+    def handle(route: Route) -> None:
+        path = route.request.url.removeprefix(origin).split("?")[0]
+        if path == FES_PAGE:
+            route.fulfill(status=200, content_type="text/html; charset=utf-8", body=html)
+        elif path in files:
+            route.fulfill(status=200, content_type="text/javascript; charset=utf-8", body=files[path].read_text())
+        else:
+            route.fulfill(status=404, body="not a test file")
+
+    page.route(f"{origin}{TEST_PREFIX}**", handle)
+
+
+# window.runAsk(query, key) calls the README's `ask` and leaves the outcome in window.outcome.
+_FES_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>fetch-event-source consumer</title>
+<link rel="icon" href="data:,">
+<script type="importmap">IMPORT_MAP</script>
+<script type="module">
+import { ask } from "/__test__/fetch-event-source.js";
+window.texts = [];
+window.runAsk = (query, apiKey) => {
+  window.outcome = undefined;
+  ask(query, apiKey, { onText: (text) => window.texts.push(text) }).then(
+    (text) => { window.outcome = { ok: true, text }; },
+    (error) => { window.outcome = { ok: false, name: error.constructor.name, message: error.message }; },
+  );
+};
+window.ready = true;
+</script>
+</head>
+<body><p>fetch-event-source consumer</p></body>
+</html>
+"""

@@ -1,0 +1,194 @@
+"""The real consumers in a real browser: the chat page, and the README's fetch-event-source snippet.
+
+Headless Chromium loads pages from a live service (and, where parametrised, through nginx running
+the reference config). What the page shows while streaming is recorded by a MutationObserver in
+the page, so "text appeared before the end" is an observation of the DOM, not a timing.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from service.demo_model import Behaviour, DemoModelServer, expected_text
+from service.routes.chat import DEMO_NOTICE
+from tests.browser import FES_PAGE, launch_chromium, serve_test_pages
+from tests.conftest import LiveFactory, LiveService
+from tests.nginx import nginx_in_front
+from tests.support import wait_until
+
+QUERY = "What is streaming?"
+KEY = "sk-browser-SENTINEL-31d9"
+TIMEOUT_MS = 15_000
+
+Started = tuple[LiveService, str]  # the service, and the origin the browser talks to
+Starter = Callable[..., Started]
+
+# Records (state, answer length) on every change of the page, from before the question is sent.
+OBSERVE = """() => {
+  window.observed = [];
+  const status = document.getElementById("status");
+  const answer = document.getElementById("answer");
+  const record = () => window.observed.push([status.dataset.state, answer.textContent.length]);
+  new MutationObserver(record).observe(document.body, {
+    subtree: true, childList: true, characterData: true, attributes: true,
+  });
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with launch_chromium() as browser:
+        yield browser
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(params=["direct", "nginx"])
+def start(request: pytest.FixtureRequest, live_service: LiveFactory) -> Iterator[Starter]:
+    """Start the service; the browser talks to it directly or through nginx (deploy/nginx.conf)."""
+    with ExitStack() as stack:
+
+        def started(**settings: Any) -> Started:
+            service = live_service(**settings)
+            if request.param == "direct":
+                return service, service.url
+            return service, stack.enter_context(nginx_in_front(service.url))
+
+        yield started
+
+
+def ask_on_the_page(page: Page, origin: str, query: str = QUERY) -> None:
+    page.goto(f"{origin}/")
+    page.fill("#query", query)
+    page.fill("#api-key", KEY)
+    page.evaluate(OBSERVE)
+    page.click("#send")
+
+
+def wait_for_state(page: Page, state: str) -> None:
+    page.wait_for_selector(f'#status[data-state="{state}"]')
+
+
+def test_the_page_shows_the_answer_growing_then_the_exact_text(
+    page: Page, start: Starter, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(token_delay=0.03, first_token_delay=0.1)
+    _, origin = start(demo=True)
+    ask_on_the_page(page, origin)
+    wait_for_state(page, "done")
+    answer = page.text_content("#answer")
+    assert answer == expected_text(QUERY, upstream_server.behaviour)
+    observed: list[tuple[str, int]] = [tuple(entry) for entry in page.evaluate("window.observed")]
+    states = [state for state, _ in observed]
+    assert states.index("waiting") < states.index("streaming") < states.index("done"), observed
+    partial = [length for state, length in observed if state == "streaming" and 0 < length < len(answer)]
+    assert partial, f"no partial answer was ever shown: {observed}"
+    assert page.text_content("#notice") == DEMO_NOTICE
+    assert page.is_enabled("#send") and not page.is_enabled("#stop")
+
+
+def test_stop_leaves_a_stopped_state_and_cancels_the_run(
+    page: Page, start: Starter, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=400, token_delay=0.05, first_token_delay=0)
+    service, origin = start()
+    ask_on_the_page(page, origin)
+    wait_for_state(page, "streaming")
+    page.click("#stop")
+    wait_for_state(page, "stopped")
+    assert "tok0" in (page.text_content("#answer") or "")
+    (record,) = upstream_server.wait_for_requests(1)
+    assert record.closed.wait(5), "the upstream connection stayed open after Stop"
+    assert record.client_gone and not record.completed
+    wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+
+
+def test_the_page_shows_an_error_event_with_its_message(
+    page: Page, live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(fault="http_401")
+    service = live_service()
+    ask_on_the_page(page, service.url)
+    wait_for_state(page, "error")
+    assert page.text_content("#status") == "The upstream refused the API key (401)."
+    assert KEY not in page.content()
+
+
+def test_the_page_shows_a_refusal_before_the_stream(page: Page, live_service: LiveFactory) -> None:
+    service = live_service(max_query_chars=5)
+    ask_on_the_page(page, service.url, query="far too long")
+    wait_for_state(page, "error")
+    assert page.text_content("#status") == "query: must be at most 5 characters"
+
+
+def test_the_page_reports_a_stream_that_ends_without_end_as_incomplete(page: Page, live_service: LiveFactory) -> None:
+    service = live_service()
+    truncated = 'id: 0\nevent: metadata\ndata: {"run_id": "run_t"}\n\nid: 1\nevent: data\ndata: "Half an"\n\n'
+    page.route(
+        f"{service.url}/chat",
+        lambda route: route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=truncated),
+    )
+    ask_on_the_page(page, service.url)
+    wait_for_state(page, "error")
+    assert page.text_content("#status") == "The stream ended before the answer was complete."
+    assert page.text_content("#answer") == "Half an"
+
+
+def run_snippet(page: Page, origin: str, query: str = QUERY) -> tuple[dict[str, Any], list[str]]:
+    """Load the fetch-event-source page, call the README's `ask`, return its outcome and the POSTs."""
+    serve_test_pages(page, origin)
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.goto(f"{origin}{FES_PAGE}")
+    page.wait_for_function("window.ready === true")
+    page.evaluate("([query, key]) => window.runAsk(query, key)", [query, KEY])
+    # A snippet that let fetch-event-source retry would never settle: this wait would fail.
+    page.wait_for_function("window.outcome !== undefined")
+    outcome: dict[str, Any] = page.evaluate("window.outcome")
+    return outcome, posts
+
+
+def test_fetch_event_source_gets_the_exact_text_with_one_post(
+    page: Page, start: Starter, upstream_server: DemoModelServer
+) -> None:
+    _, origin = start()
+    outcome, posts = run_snippet(page, origin)
+    assert outcome == {"ok": True, "text": expected_text(QUERY, upstream_server.behaviour)}
+    assert "".join(page.evaluate("window.texts")) == outcome["text"]
+    assert posts == [f"{origin}/chat"]
+    assert len(upstream_server.requests) == 1
+
+
+def test_fetch_event_source_treats_an_error_event_as_fatal_without_retrying(
+    page: Page, live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(fault="http_401")
+    service = live_service()
+    outcome, posts = run_snippet(page, service.url)
+    expected = {"ok": False, "name": "FatalError", "message": "The upstream refused the API key (401)."}
+    assert outcome == expected
+    # fetch-event-source retries only while the promise is pending; it has settled, so this is final.
+    assert posts == [f"{service.url}/chat"]
+    assert len(upstream_server.requests) == 1
+
+
+def test_fetch_event_source_treats_a_refusal_before_the_stream_as_fatal(
+    page: Page, live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    service = live_service(max_query_chars=5)
+    outcome, posts = run_snippet(page, service.url, query="far too long")
+    assert outcome == {"ok": False, "name": "FatalError", "message": "query: must be at most 5 characters"}
+    assert posts == [f"{service.url}/chat"]
+    assert upstream_server.requests == []
