@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
+from pipelines.documents import SAMPLE_DOCUMENTS
 from service.logs import configure_logging
 from service.metrics import clear_multiprocess_dir
 from service.settings import Settings
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> None:
             os.environ[f"HAYSTREAM_{name}"] = value
     if args.demo:
         os.environ["HAYSTREAM_DEMO"] = "true"
+        # The demo answers from the sample documents too, unless the operator named a folder.
+        os.environ.setdefault("HAYSTREAM_DOCUMENTS_DIR", str(SAMPLE_DOCUMENTS))
     try:
         settings = Settings()
     except ValidationError as error:

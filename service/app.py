@@ -16,14 +16,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from pipelines.documents import load_documents
+from service.answers import Context
+from service.conversations import Conversations
 from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
+from service.guard import InputGuard
 from service.limits import BodyLimit
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics, live_gauges
 from service.pool import StreamPool
-from service.routes import chat, health, metrics, page
+from service.routes import chat, conversations, health, metrics, page
 from service.runs import RunRegistry
 from service.schemas import ErrorBody
 from service.settings import Settings
@@ -41,6 +45,7 @@ TEARDOWN_WAIT = 5.0
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
     app.include_router(chat.router)
+    app.include_router(conversations.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     add_cors(app, settings)
@@ -62,7 +67,10 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         meters = ServiceMetrics()
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters)
         meters.watch(live_gauges(registry, upstream, pool, loop), loop)
-        state = app.state.service = ServiceState(settings=settings, registry=registry, pool=pool, metrics=meters)
+        answers = _answers(settings)
+        state = app.state.service = ServiceState(
+            settings=settings, registry=registry, pool=pool, answers=answers, metrics=meters
+        )
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(state, settings.shutdown_grace):
@@ -73,9 +81,19 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
+            answers.conversations.clear()
             meters.close()
 
     return lifespan
+
+
+def _answers(settings: Settings) -> Context:
+    """Read the documents folder once (a missing or empty one stops the start-up) and set up the rest."""
+    documents = load_documents(settings.documents_dir) if settings.documents_dir is not None else None
+    if documents is not None:
+        logger.info("documents loaded", extra={"documents": documents.count_documents()})
+    conversations = Conversations(settings.max_conversations, settings.conversation_max_messages)
+    return Context(settings, conversations, documents, InputGuard(settings.blocked_terms))
 
 
 def _error(

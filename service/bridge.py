@@ -50,6 +50,7 @@ class StreamBridge:
         self._waiting: Batch = []
         self._pending: concurrent.futures.Future[None] | None = None  # the hand-off in flight
         self._cancelled = False
+        self.received = 0  # chunks the generator has handed over
 
     @property
     def cancelled(self) -> bool:
@@ -61,6 +62,7 @@ class StreamBridge:
             with self._lock:
                 if self._cancelled:
                     raise RunCancelled
+                self.received += 1
                 self._waiting.append(chunk)
                 if self._pending is not None:
                     while len(self._waiting) >= self._max_pending and not self._cancelled:

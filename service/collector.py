@@ -48,11 +48,13 @@ class ChunkCollector:
         metadata: dict[str, Any],
         classify: Callable[[BaseException], RunError],
         keepalive_interval: float,
+        on_finished: Callable[[], None] | None = None,
     ) -> None:
         self._queue = queue
         self._metadata = metadata
         self._classify = classify
         self._interval = keepalive_interval
+        self._on_finished = on_finished  # called once, before `end` is sent (e.g. to store a completed turn)
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.chunks = 0
@@ -80,6 +82,8 @@ class ChunkCollector:
                     yield KEEPALIVE
                 if isinstance(item, Finished):
                     self.finished = True
+                    if self._on_finished is not None:
+                        self._on_finished()
                     yield Event("end", json.dumps(self._end_data(item.meta)), self._next_id())
                     return
                 if isinstance(item, Failed):

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.answers import Context
 from service.metrics import ServiceMetrics
 from service.pool import StreamPool
 from service.runs import RunRegistry
@@ -18,6 +19,7 @@ class ServiceState:
     settings: Settings
     registry: RunRegistry
     pool: StreamPool
+    answers: Context  # conversations, documents and the guard: what pipelines are built from
     metrics: ServiceMetrics
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 

@@ -39,6 +39,7 @@ class Run:
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
+        self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
 
     def start(self, factory: PipelineFactory, query: str) -> None:
@@ -52,8 +53,11 @@ class Run:
         try:
             outcome: Finished | Failed = await self._generate(pipeline, query)
         except Exception as error:
-            if self.bridge.cancelled or _is_cancel(error):
+            if self.bridge.cancelled or _caused_by(error, RunCancelled):
                 return
+            if not self.bridge.received and _caused_by(error, IndexError):
+                # A 200 stream that ended before its first chunk: Haystack fails joining zero chunks.
+                error = UpstreamIncomplete()
             logger.warning("run failed", extra={"run_id": self.id, **failure_fields(error)})
             outcome = Failed(error)
         # The thread is done: from here on, cancelling this task frees nothing before its time.
@@ -66,6 +70,7 @@ class Run:
     async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
         result = await pipeline.run_async({"prompt_builder": {"query": query}})
         meta: dict[str, Any] = result["llm"]["meta"][0] if result["llm"]["meta"] else {}
+        self.reply = result["llm"]["replies"][0] if result["llm"]["replies"] else ""
         if meta.get("finish_reason") is None:  # the SDK ends quietly when a stream stops short
             return Failed(UpstreamIncomplete())
         return Finished(meta)
@@ -116,10 +121,10 @@ class Run:
             self.registry.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
 
 
-def _is_cancel(error: BaseException) -> bool:
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
     current: BaseException | None = error
     while current is not None:
-        if isinstance(current, RunCancelled):
+        if isinstance(current, kind):
             return True
         current = current.__cause__ or current.__context__
     return False

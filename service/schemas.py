@@ -5,6 +5,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from service.conversations import is_valid_id as is_valid_conversation_id
+
 # Printable ASCII, no spaces: anything else cannot travel in an Authorization header.
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 # C0 controls and DEL, except tab, newline and carriage return, which questions legitimately hold.
@@ -32,6 +34,26 @@ class ChatRequest(BaseModel):
             description="The caller's OpenAI key; or send it as a Bearer token.",
         ),
     ] = None
+
+    conversation_id: Annotated[
+        str | None,
+        Field(
+            default=None,
+            max_length=64,
+            description='"new" to start a conversation, or an id from an earlier metadata event.',
+        ),
+    ] = None
+    pipeline: Annotated[str, Field(default="chat", max_length=64, description='"chat" or "documents".')] = "chat"
+    stream: Annotated[bool | None, Field(default=None, description="false: one JSON answer instead of a stream.")] = (
+        None
+    )
+
+    @field_validator("conversation_id")
+    @classmethod
+    def _conversation_id_is_well_formed(cls, value: str | None) -> str | None:
+        if value is not None and not is_valid_conversation_id(value):
+            raise ValueError('must be "new" or an id the service issued (conv_ and 32 URL-safe characters)')
+        return value
 
     @field_validator("query")
     @classmethod

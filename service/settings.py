@@ -10,6 +10,7 @@ slash): a browser's `Origin` header never has either, so such an entry would sil
 
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -66,15 +67,31 @@ class Settings(BaseSettings):
     )
     cors_allow_credentials: bool = Field(default=False, description="Let those origins send cookies/credentials.")
 
+    # Conversations (multi-turn chat), kept in memory, least recently used evicted first.
+    max_conversations: int = Field(default=1000, ge=1, le=1_000_000, description="Conversations kept.")
+    conversation_max_messages: int = Field(
+        default=40, ge=2, le=10_000, description="Messages kept per conversation (user + assistant); oldest dropped."
+    )
+
+    # Answering from documents: a folder of .md/.txt files, read once at start-up.
+    documents_dir: Path | None = Field(default=None, description="The folder the `documents` pipeline answers from.")
+    documents_top_k: int = Field(default=3, ge=1, le=50, description="Documents retrieved into each prompt.")
+
+    # The input guard: questions holding one of these terms get a canned refusal, no upstream call.
+    blocked_terms: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="Blocked words or phrases: a JSON list or comma-separated; case-insensitive."
+    )
+    guard_message: str = Field(default="Sorry, I can't help with that request.", min_length=1, max_length=2000)
+
     # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
     shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
 
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
     log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "blocked_terms", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if not isinstance(value, str):
             return value
         value = value.strip()
@@ -82,7 +99,7 @@ class Settings(BaseSettings):
             try:
                 return json.loads(value)
             except ValueError:
-                raise ValueError("starts with '[' but is not a JSON list of origins") from None
+                raise ValueError("starts with '[' but is not a JSON list") from None
         return [origin.strip() for origin in value.split(",") if origin.strip()]
 
     @field_validator("cors_origins")
@@ -93,6 +110,11 @@ class Settings(BaseSettings):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin!r} is not an origin like 'https://app.example.com' (no path or slash)")
         return checked
+
+    @field_validator("blocked_terms")
+    @classmethod
+    def _check_terms(cls, terms: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(term.strip() for term in terms if term.strip())
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -192,3 +192,28 @@ def test_fetch_event_source_treats_a_refusal_before_the_stream_as_fatal(
     assert outcome == {"ok": False, "name": "FatalError", "message": "query: must be at most 5 characters"}
     assert posts == [f"{service.url}/chat"]
     assert upstream_server.requests == []
+
+
+def test_a_follow_up_on_the_page_continues_the_conversation_until_new_conversation(
+    page: Page, live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=3, token_delay=0, first_token_delay=0)
+    service = live_service()
+    ask_on_the_page(page, service.url, query="My name is Ada.")
+    wait_for_state(page, "done")
+    assert page.get_attribute("#conversation", "data-turns") == "1"
+    page.fill("#query", "What is my name?")
+    page.click("#send")
+    page.wait_for_selector('#conversation[data-turns="2"]')
+    wait_for_state(page, "done")
+    follow_up = upstream_server.requests[1].prompt
+    assert "user: My name is Ada." in follow_up and follow_up.endswith("user: What is my name?")
+    assert page.text_content("#conversation") == "Conversation: 2 earlier turns remembered."
+
+    page.click("#new-conversation")
+    page.fill("#query", "Who am I?")
+    page.click("#send")
+    page.wait_for_selector('#conversation[data-turns="1"]')
+    wait_for_state(page, "done")
+    assert upstream_server.requests[2].prompt == "Who am I?"
+    assert len(service.state.answers.conversations) == 2

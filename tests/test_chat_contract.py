@@ -187,3 +187,14 @@ async def test_chunk_validation_is_strict_only_when_asked(
     assert events[-1].event == last_event
     if last_event == "error":
         assert events[-1].json()["type"] == "upstream_malformed"
+
+
+async def test_an_upstream_stream_with_no_chunk_at_all_is_incomplete(
+    asgi_client: httpx.AsyncClient, upstream: respx.MockRouter
+) -> None:
+    """Regression: Haystack fails joining zero chunks (IndexError), which surfaced as `internal`."""
+    upstream.post("/chat/completions").mock(return_value=sse_response(b""))
+    _, events = await post_chat(asgi_client)
+    assert [e.event for e in events] == ["metadata", "error"]
+    assert events[-1].json()["type"] == "upstream_unavailable"
+    assert events[-1].json()["retryable"] is True

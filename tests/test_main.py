@@ -63,3 +63,10 @@ def test_invalid_configuration_is_refused_before_listening() -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "max_streams" in result.stderr
+
+
+def test_demo_mode_answers_from_the_sample_documents(demo_process: str) -> None:
+    body = {"query": "How does the waggle dance work?", "api_key": "anything", "pipeline": "documents"}
+    answer = httpx.post(f"{demo_process}/chat", json=body, headers={"Accept": "application/json"}, timeout=30).json()
+    assert answer["sources"][0]["file"] == "honeybees.md"
+    assert answer["finish_reason"] == "stop"

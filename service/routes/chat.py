@@ -1,4 +1,5 @@
-"""`POST /chat`: validate, admit, start a run, and stream it as Server-Sent Events."""
+"""`POST /chat`: validate, admit, start a run, and stream it as Server-Sent Events (or, when the
+client asks for JSON, answer with the whole result as one JSON object: same run, same events)."""
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
@@ -6,30 +7,34 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from haystack import AsyncPipeline
 from starlette.responses import Response
 
-from pipelines.chat import build_chat_pipeline
-from service.bridge import StreamBridge
+from service.answers import check_pipeline, prepare
 from service.collector import ChunkCollector, StreamItem
 from service.deps import StateDep
 from service.errors import CapacityExceeded, InvalidRequest, classify
+from service.json_answer import JSONAnswerResponse
 from service.logs import current_run_id
 from service.responses import EventStreamResponse
 from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
 from service.settings import Settings
 from service.sse import KEEPALIVE, encode
-from service.upstream import RunTransport
 
 router = APIRouter()
 
 DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The answer as Server-Sent Events.", "content": {"text/event-stream": {}}},
+    200: {
+        "description": "The answer as Server-Sent Events, or one JSON object (Accept: application/json).",
+        "content": {"text/event-stream": {}, "application/json": {}},
+    },
     400: {"model": ErrorBody, "description": "The body is not valid JSON."},
     413: {"model": ErrorBody, "description": "The body is over HAYSTREAM_MAX_BODY_BYTES."},
     415: {"model": ErrorBody, "description": "The content-type is not application/json."},
+    429: {"model": ErrorBody, "description": "JSON answers only: the upstream is rate limiting."},
+    502: {"model": ErrorBody, "description": "JSON answers only: the upstream failed or refused."},
+    504: {"model": ErrorBody, "description": "JSON answers only: the upstream timed out."},
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
     503: {
         "model": ErrorBody,
@@ -43,11 +48,13 @@ async def chat(
     body: ChatRequest,
     state: StateDep,
     authorization: Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")] = None,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     settings = state.settings
     api_key = _api_key(body, authorization)
     if len(body.query) > settings.max_query_chars:
         raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    check_pipeline(state.answers, body.pipeline)
     if state.draining:  # close the connection too: the retry should reach another instance
         return _unavailable(settings, "shutting_down", "The service is shutting down; retry shortly.", close=True)
     try:
@@ -56,19 +63,33 @@ async def chat(
         return _unavailable(settings, "at_capacity", "Every stream slot is taken; retry shortly.")
     current_run_id.set(run.id)
     try:
-        run.start(partial(_pipeline, settings, api_key), body.query)
+        answer = await prepare(state.answers, api_key, body.query, body.pipeline, body.conversation_id)
+        run.start(answer.factory, body.query)
     except BaseException:
         state.registry.release(run)
         raise
-    metadata: dict[str, Any] = {"run_id": run.id, "model": settings.model}
+    metadata: dict[str, Any] = {"run_id": run.id, "model": settings.model} | answer.metadata
     if settings.demo:
         metadata.update(demo=True, notice=DEMO_NOTICE)
     collector = ChunkCollector(
-        run.queue, metadata=metadata, classify=classify, keepalive_interval=settings.keepalive_interval
+        run.queue,
+        metadata=metadata,
+        classify=classify,
+        keepalive_interval=settings.keepalive_interval,
+        on_finished=partial(answer.finished, run),
     )
-    return EventStreamResponse(
-        _sse(collector.events()), on_close=partial(run.close, collector), send_timeout=settings.send_timeout
-    )
+    on_close = partial(run.close, collector)
+    if not _streams(body, accept):
+        return JSONAnswerResponse(collector.events(), on_close, settings.retry_after)
+    return EventStreamResponse(_sse(collector.events()), on_close=on_close, send_timeout=settings.send_timeout)
+
+
+def _streams(body: ChatRequest, accept: str | None) -> bool:
+    """`"stream"` decides when given; else an Accept that names JSON and not SSE asks for one JSON answer."""
+    if body.stream is not None:
+        return body.stream
+    accept = (accept or "").lower()
+    return "application/json" not in accept or "text/event-stream" in accept
 
 
 def _api_key(body: ChatRequest, authorization: str | None) -> str:
@@ -82,20 +103,6 @@ def _api_key(body: ChatRequest, authorization: str | None) -> str:
             raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
         return token
     raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")
-
-
-def _pipeline(settings: Settings, api_key: str, bridge: StreamBridge, transport: RunTransport) -> AsyncPipeline:
-    return build_chat_pipeline(
-        api_key=api_key,
-        model=settings.model,
-        streaming_callback=bridge,
-        base_url=settings.base_url,
-        timeout=settings.upstream_timeout,
-        max_retries=settings.upstream_max_retries,
-        generation_kwargs=settings.generation_kwargs(),
-        transport=transport,
-        validate_chunks=settings.validate_chunks,
-    )
 
 
 def _unavailable(settings: Settings, error_type: str, message: str, close: bool = False) -> JSONResponse:

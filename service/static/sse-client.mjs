@@ -115,9 +115,11 @@ export async function readEventStream(body, parser, shouldStop = () => false) {
 
 // Streams one answer from `POST /chat`. Resolves with { text, runId, metadata, end } when the `end`
 // event arrives; rejects with a ChatStreamError otherwise. onText gets each text chunk as it arrives.
+// `fields` are further request fields, e.g. { conversation_id: "new", pipeline: "documents" }.
 export async function streamChat({
   query,
   apiKey,
+  fields = {},
   url = "/chat",
   signal,
   onMetadata = () => {},
@@ -125,7 +127,7 @@ export async function streamChat({
   onComment = () => {},
   fetch: fetchImpl = globalThis.fetch,
 }) {
-  const response = await send(fetchImpl, url, { query, api_key: apiKey }, signal);
+  const response = await send(fetchImpl, url, { ...fields, query, api_key: apiKey }, signal);
   if (!response.ok || !isEventStream(response)) throw await refusal(response);
 
   const answer = { text: "", runId: null, metadata: null, end: null };

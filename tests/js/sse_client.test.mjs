@@ -182,6 +182,22 @@ test("streamChat sends the question and key as JSON and assembles the exact text
   assert.deepEqual(JSON.parse(init.body), { query: "What?", api_key: "sk-test" });
 });
 
+test("streamChat sends further request fields, never letting them replace the query or key", async () => {
+  const requests = [];
+  await streamChat({
+    query: "What?",
+    apiKey: "sk-test",
+    fields: { conversation_id: "new", pipeline: "documents", query: "other", api_key: "other" },
+    fetch: fakeFetch(eventStreamResponse(['event: metadata\ndata: {}\n\nevent: end\ndata: {}\n\n']), requests),
+  });
+  assert.deepEqual(JSON.parse(requests[0].init.body), {
+    conversation_id: "new",
+    pipeline: "documents",
+    query: "What?",
+    api_key: "sk-test",
+  });
+});
+
 test("streamChat rejects an error event with its type, message and retryable flag", async () => {
   const stream =
     'event: metadata\ndata: {"run_id": "r"}\n\nevent: data\ndata: "Hi"\n\n' +

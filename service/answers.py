@@ -1,0 +1,117 @@
+"""What answers a request: which pipeline, with which context (earlier turns, retrieved documents, or
+the guard's refusal), what the `metadata` event says about it, and what is remembered once it ends.
+
+Routes call `prepare` once the request is valid and admitted, hand `Answer.factory` to the run, and
+call `Answer.finish` when the response is over.
+"""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from haystack import AsyncPipeline, Document
+from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+from pipelines.chat import build_chat_pipeline
+from pipelines.documents import build_documents_pipeline, retrieve
+from pipelines.generator import UpstreamOptions
+from pipelines.refusal import build_refusal_pipeline
+from service.bridge import StreamBridge
+from service.conversations import Conversation, Conversations
+from service.errors import InvalidRequest
+from service.guard import InputGuard
+from service.runs import PipelineFactory, Run
+from service.settings import Settings
+from service.upstream import RunTransport
+
+PIPELINES = ("chat", "documents")
+
+
+@dataclass
+class Context:
+    """What a request's pipeline is built from, besides the caller's key and the settings."""
+
+    settings: Settings
+    conversations: Conversations
+    documents: InMemoryDocumentStore | None
+    guard: InputGuard
+
+
+@dataclass
+class Answer:
+    factory: PipelineFactory
+    metadata: dict[str, Any] = field(default_factory=dict)
+    query: str = ""
+    conversation: Conversation | None = None
+    conversations: Conversations | None = None
+    remember: bool = True
+
+    def finished(self, run: Run) -> None:
+        """The run completed (its `end` is about to be sent): the whole turn joins its conversation.
+
+        Called before `end` goes out, so a client that sends its follow-up on `end` finds the turn stored.
+        A run that fails or is cancelled never gets here, so it leaves no half turn behind."""
+        if self.remember and self.conversation and self.conversations and run.reply is not None:
+            self.conversations.record_turn(self.conversation.id, self.query, run.reply)
+
+
+def available(context: Context) -> list[str]:
+    return [name for name in PIPELINES if name != "documents" or context.documents is not None]
+
+
+def check_pipeline(context: Context, name: str) -> None:
+    names = available(context)
+    if name in names:
+        return
+    if name == "documents":
+        raise InvalidRequest("pipeline", "'documents' is not available: the service has no HAYSTREAM_DOCUMENTS_DIR")
+    raise InvalidRequest("pipeline", f"must be one of: {', '.join(names)}")
+
+
+async def prepare(context: Context, api_key: str, query: str, pipeline: str, conversation_id: str | None) -> Answer:
+    settings = context.settings
+    conversation = context.conversations.open(conversation_id) if conversation_id is not None else None
+    history = conversation.history if conversation is not None else []
+    metadata: dict[str, Any] = {}
+    if conversation is not None:
+        metadata.update(conversation_id=conversation.id, history_turns=conversation.turns)
+    if context.guard.blocks(query):
+        refusal = settings.guard_message
+        return Answer(
+            lambda bridge, _: build_refusal_pipeline(refusal, bridge), metadata | {"guarded": True}, remember=False
+        )
+    options = _upstream(settings, api_key)
+    if pipeline == "documents":
+        assert context.documents is not None  # check_pipeline refused the request otherwise
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, retrieve, context.documents, query, settings.documents_top_k
+        )
+        metadata["sources"] = [_source(document) for document in found]
+        factory = _factory(build_documents_pipeline, options, documents=found, history=history)
+    else:
+        factory = _factory(build_chat_pipeline, options, history=history)
+    return Answer(factory, metadata, query, conversation, context.conversations)
+
+
+def _upstream(settings: Settings, api_key: str) -> UpstreamOptions:
+    return UpstreamOptions(
+        api_key=api_key,
+        model=settings.model,
+        base_url=settings.base_url,
+        timeout=settings.upstream_timeout,
+        max_retries=settings.upstream_max_retries,
+        generation_kwargs=settings.generation_kwargs(),
+        validate_chunks=settings.validate_chunks,
+    )
+
+
+def _factory(build: Callable[..., AsyncPipeline], options: UpstreamOptions, **context: Any) -> PipelineFactory:
+    def factory(bridge: StreamBridge, transport: RunTransport) -> AsyncPipeline:
+        return build(**context, **options, streaming_callback=bridge, transport=transport)
+
+    return factory
+
+
+def _source(document: Document) -> dict[str, Any]:
+    return {"file": document.meta.get("file_name"), "score": round(document.score or 0.0, 3)}

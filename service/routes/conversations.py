@@ -1,0 +1,40 @@
+"""`GET` and `DELETE /conversations/{id}`: read or forget a conversation's stored turns.
+
+The id is the only credential: whoever holds it may read and delete. An unknown id, a malformed
+one, and one that was evicted or deleted all get the same 404, so the answer says nothing about
+which ids exist.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from service.deps import StateDep
+from service.schemas import ErrorBody
+
+router = APIRouter()
+
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such conversation."}}
+
+
+@router.get("/conversations/{conversation_id}", responses=_NOT_FOUND)
+async def read_conversation(conversation_id: str, state: StateDep) -> JSONResponse:
+    messages = state.answers.conversations.messages(conversation_id)
+    if messages is None:
+        return _not_found()
+    return JSONResponse({"conversation_id": conversation_id, "messages": messages})
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=_NOT_FOUND)
+async def delete_conversation(conversation_id: str, state: StateDep) -> Response:
+    if not state.answers.conversations.delete(conversation_id):
+        return _not_found()
+    return Response(status_code=204)
+
+
+def _not_found() -> JSONResponse:
+    body = ErrorBody(
+        type="not_found", message="No such conversation (it may have been deleted or evicted).", retryable=False
+    )
+    return JSONResponse(body.model_dump(exclude_none=True), 404)
