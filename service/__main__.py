@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from pipelines.documents import SAMPLE_DOCUMENTS
 from service.logs import configure_logging
+from service.metrics import clear_multiprocess_dir
 from service.settings import Settings
 
 logger = logging.getLogger("service")
@@ -31,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--log-format", choices=["text", "json"], help="text (default) or JSON lines")
     parser.add_argument("--demo", action="store_true", help="answer from the built-in demo model (offline)")
     parser.add_argument("--base-url", help="OpenAI-compatible upstream, e.g. http://localhost:11434/v1")
     parser.add_argument("--model", help="model name sent upstream")
@@ -40,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     args = parse_args(argv)
-    for name, value in (("LOG_LEVEL", args.log_level), ("BASE_URL", args.base_url), ("MODEL", args.model)):
+    options = {"LOG_LEVEL": args.log_level, "LOG_FORMAT": args.log_format, "BASE_URL": args.base_url}
+    for name, value in (options | {"MODEL": args.model}).items():
         if value is not None:
             os.environ[f"HAYSTREAM_{name}"] = value
     if args.demo:
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as error:
         raise SystemExit(f"invalid configuration:\n{error}") from None
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    clear_multiprocess_dir()
     demo = _start_demo_model(settings) if settings.demo else None
     try:
         uvicorn.run(

@@ -25,8 +25,9 @@ from service.errors import InvalidRequest
 from service.guard import InputGuard
 from service.limits import BodyLimit
 from service.logs import configure_logging
+from service.metrics import ServiceMetrics, live_gauges
 from service.pool import StreamPool
-from service.routes import chat, conversations, health, page, runs
+from service.routes import chat, conversations, health, metrics, page, runs
 from service.runs import RunRegistry
 from service.runstore import MemoryRunStore
 from service.schemas import ErrorBody
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(runs.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     add_cors(app, settings)
     app.include_router(page.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -60,14 +62,17 @@ def create_app(settings: Settings) -> FastAPI:
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
         pool = StreamPool(settings.max_streams + SPARE_THREADS)
-        asyncio.get_running_loop().set_default_executor(pool)
+        loop.set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
-        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size)
+        meters = ServiceMetrics()
+        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters)
+        meters.watch(live_gauges(registry, upstream, pool, loop), loop)
         answers = _answers(settings)
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         state = app.state.service = ServiceState(
-            settings=settings, registry=registry, pool=pool, answers=answers, runs=store
+            settings=settings, registry=registry, pool=pool, answers=answers, runs=store, metrics=meters
         )
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
@@ -81,6 +86,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
             answers.conversations.clear()
+            meters.close()
 
     return lifespan
 
@@ -146,5 +152,5 @@ def _field_error(detail: dict[str, object]) -> dict[str, str]:
 def app_from_env() -> FastAPI:
     """uvicorn's factory: settings from the environment (which `python -m service` has filled in)."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)

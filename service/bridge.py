@@ -14,11 +14,18 @@ streaming callback there. `StreamBridge` is that callback. It forwards chunks in
 
 Once the run is cancelled the callback refuses every further chunk by raising `RunCancelled`, which
 unwinds the generator's read loop and gives the thread back to the pool.
+
+Before it raises, the callback has the run close its upstream response (`on_refuse`), here on the
+worker thread. Left to the SDK, the response is closed by the abandoned stream generator's
+finalizer, whenever the garbage collector gets to it, on whatever thread it interrupts; if that
+thread holds the shared connection pool's (non-reentrant) lock, it waits for itself, and every run
+waits behind it.
 """
 
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from service.errors import RunCancelled
@@ -27,10 +34,17 @@ Batch = list[Any]
 
 
 class StreamBridge:
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: "asyncio.Queue[Any]", max_pending: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        queue: "asyncio.Queue[Any]",
+        max_pending: int,
+        on_refuse: Callable[[], None] | None = None,
+    ) -> None:
         self._loop = loop
         self._queue = queue
         self._max_pending = max_pending
+        self._on_refuse = on_refuse
         self._lock = threading.Lock()
         self._taken = threading.Condition(self._lock)  # the hand-off took the waiting chunks
         self._waiting: Batch = []
@@ -44,24 +58,29 @@ class StreamBridge:
 
     def __call__(self, chunk: Any) -> None:
         """Runs on the worker thread, once per upstream chunk."""
-        with self._lock:
-            if self._cancelled:
-                raise RunCancelled
-            self.received += 1
-            self._waiting.append(chunk)
-            if self._pending is not None:
-                while len(self._waiting) >= self._max_pending and not self._cancelled:
-                    self._taken.wait()  # the reader is behind: hold the producer back
+        try:
+            with self._lock:
                 if self._cancelled:
                     raise RunCancelled
-                return  # the hand-off in flight takes it when its put is done
-            batch, self._waiting = self._waiting, []
-            hand_off = self._hand_off(batch)
-            try:
-                self._pending = asyncio.run_coroutine_threadsafe(hand_off, self._loop)
-            except RuntimeError as error:  # the loop is closed: nobody will read this
-                hand_off.close()
-                raise RunCancelled from error
+                self.received += 1
+                self._waiting.append(chunk)
+                if self._pending is not None:
+                    while len(self._waiting) >= self._max_pending and not self._cancelled:
+                        self._taken.wait()  # the reader is behind: hold the producer back
+                    if self._cancelled:
+                        raise RunCancelled
+                    return  # the hand-off in flight takes it when its put is done
+                batch, self._waiting = self._waiting, []
+                hand_off = self._hand_off(batch)
+                try:
+                    self._pending = asyncio.run_coroutine_threadsafe(hand_off, self._loop)
+                except RuntimeError as error:  # the loop is closed: nobody will read this
+                    hand_off.close()
+                    raise RunCancelled from error
+        except RunCancelled:  # raised above, with the lock released by now
+            if self._on_refuse is not None:
+                self._on_refuse()
+            raise
 
     async def _hand_off(self, batch: Batch) -> None:
         """On the loop: put batches until no chunk is waiting, then mark the hand-off done."""

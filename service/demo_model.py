@@ -26,6 +26,12 @@ Decisions worth knowing:
   it, else ``behaviour``; tests mix faults in one concurrent burst that way. With
   ``fail_first_n`` the fault hits only the first N requests served under that Behaviour
   object (counted on it), and the ones after get a clean answer: an upstream that recovers.
+- On top of that, for load runs that mix faults through one service process: with
+  ``directives=True`` (``--directives``), a ``[[demo key=value ...]]`` directive in the prompt
+  overrides the server's behaviour for that request (``tokens``, ``token_delay``,
+  ``first_token_delay``, ``fault``, ``fault_after``, ``stall``; ``none`` clears ``tokens`` or
+  ``fault``). Off by default, so a prompt is only ever text unless the operator asks; a bad
+  directive gets a 400.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import threading
 import time
@@ -85,6 +92,15 @@ _ECHO_CHARS = 200
 _LARGE_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyz"
 _MODELS = {"object": "list", "data": [{"id": "demo", "object": "model", "created": 0, "owned_by": "demo"}]}
 _MODELS_BODY = json.dumps(_MODELS).encode()
+_DIRECTIVE = re.compile(r"\[\[demo\s([^\]]*)\]\]")
+_DIRECTIVE_FIELDS: dict[str, type] = {
+    "tokens": int,
+    "token_delay": float,
+    "first_token_delay": float,
+    "fault": str,
+    "fault_after": int,
+    "stall": float,
+}
 
 
 @dataclass
@@ -155,6 +171,26 @@ def _padded(head: str, chars: int) -> str:
 def large_chunk_text(chars: int) -> str:
     """The text of the large_chunk fault's one big content chunk."""
     return (_LARGE_PATTERN * (chars // len(_LARGE_PATTERN) + 1))[:chars]
+
+
+def prompt_behaviour(prompt: str, behaviour: Behaviour) -> Behaviour:
+    """``behaviour`` overridden by the prompt's ``[[demo key=value ...]]`` directive, if it has one."""
+    match = _DIRECTIVE.search(prompt)
+    if match is None:
+        return dataclasses.replace(behaviour)
+    overrides: dict[str, Any] = {}
+    for item in match.group(1).split():
+        key, _, text = item.partition("=")
+        kind = _DIRECTIVE_FIELDS.get(key)
+        if kind is None:
+            raise HttpError(400, f"unknown demo directive field {key!r}")
+        try:
+            overrides[key] = None if text == "none" and key in ("tokens", "fault") else kind(text)
+        except ValueError as exc:
+            raise HttpError(400, f"demo directive {key}: {exc}") from exc
+    if overrides.get("fault") not in (None, *FAULTS):
+        raise HttpError(400, f"unknown demo fault {overrides['fault']!r}")
+    return dataclasses.replace(behaviour, **overrides)
 
 
 def _fault_cut(behaviour: Behaviour, count: int) -> int:
@@ -342,10 +378,13 @@ def _display_host(host: str) -> str:
 class DemoModelServer:
     """An OpenAI-compatible chat-completions server for ``--demo``, tests and benchmarks."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, behaviour: Behaviour | None = None, directives: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self.behaviour = behaviour if behaviour is not None else Behaviour()
+        self.directives = directives
         self.by_prompt: dict[str, Behaviour] = {}
         self.requests: list[RequestRecord] = []
         self.base_url = ""
@@ -467,14 +506,14 @@ class DemoModelServer:
         return request.keep_alive
 
     def _behaviour_for(self, prompt: str) -> Behaviour:
-        """This request's own copy of the behaviour it gets; counts ``fail_first_n`` faults."""
+        """This request's own copy of the behaviour it gets; counts ``fail_first_n`` faults, obeys directives."""
         chosen = self.by_prompt.get(prompt, self.behaviour)
-        if chosen.fail_first_n is None or chosen.fault is None:
-            return dataclasses.replace(chosen)
-        if chosen.faults_served < chosen.fail_first_n:
-            chosen.faults_served += 1
-            return dataclasses.replace(chosen)
-        return dataclasses.replace(chosen, fault=None)
+        if chosen.fail_first_n is not None and chosen.fault is not None:
+            if chosen.faults_served < chosen.fail_first_n:
+                chosen.faults_served += 1
+            else:
+                chosen = dataclasses.replace(chosen, fault=None)
+        return prompt_behaviour(prompt, chosen) if self.directives else dataclasses.replace(chosen)
 
     async def _chat(self, conn: Connection, request: Request) -> bool:
         try:
@@ -533,6 +572,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-token-ms", type=float, default=200.0)
     parser.add_argument("--fault", choices=FAULTS, default=None)
     parser.add_argument("--fault-after", type=int, default=0)
+    parser.add_argument("--directives", action="store_true", help="obey [[demo key=value ...]] in prompts")
     return parser.parse_args(argv)
 
 
@@ -558,7 +598,7 @@ def main(argv: list[str] | None = None) -> None:
         fault=args.fault,
         fault_after=args.fault_after,
     )
-    asyncio.run(_serve_until_signalled(DemoModelServer(args.host, args.port, behaviour)))
+    asyncio.run(_serve_until_signalled(DemoModelServer(args.host, args.port, behaviour, args.directives)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.answers import Context
+from service.metrics import ServiceMetrics
 from service.pool import StreamPool
 from service.runs import RunRegistry
 from service.runstore import RunStore
@@ -21,6 +22,7 @@ class ServiceState:
     pool: StreamPool
     answers: Context  # conversations, documents and the guard: what pipelines are built from
     runs: RunStore
+    metrics: ServiceMetrics
     draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
 
 

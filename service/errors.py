@@ -81,7 +81,8 @@ def _from_status(error: openai.APIStatusError) -> RunError:
 
 def classify(error: BaseException) -> RunError:
     """Map whatever ended a run to the error a client sees, looking through wrapper exceptions."""
-    for cause in _chain(error):
+    # The innermost cause is the most specific: a PipelineRuntimeError wraps the SDK's error.
+    for cause in reversed(chain(error)):
         if isinstance(cause, ShuttingDown):
             return RunError(ErrorType.SHUTTING_DOWN, "The service is restarting; send the request again.", True)
         if isinstance(cause, RunTooLong):
@@ -101,14 +102,14 @@ def classify(error: BaseException) -> RunError:
     return RunError(ErrorType.INTERNAL, "The service failed while streaming the answer.", False)
 
 
-def _chain(error: BaseException) -> list[BaseException]:
+def chain(error: BaseException) -> list[BaseException]:
+    """`error` and what it wraps (its cause, or the exception being handled when it was raised), outermost first."""
     seen: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and current not in seen:
         seen.append(current)
         current = current.__cause__ or current.__context__
-    # The innermost cause is the most specific: a PipelineRuntimeError wraps the SDK's error.
-    return list(reversed(seen))
+    return seen
 
 
 class InvalidRequest(Exception):

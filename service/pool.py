@@ -16,6 +16,7 @@ T = TypeVar("T")
 class StreamPool(ThreadPoolExecutor):
     def __init__(self, max_workers: int) -> None:
         super().__init__(max_workers, thread_name_prefix="pipeline")
+        self.size = max_workers
         self._lock = threading.Lock()
         self._busy = 0
 

@@ -17,6 +17,8 @@ from haystack import AsyncPipeline
 from service.bridge import StreamBridge
 from service.collector import ChunkCollector, Failed, Finished, QueueItem
 from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete
+from service.logs import failure_fields
+from service.metrics import ServiceMetrics
 from service.upstream import RunTransport, UpstreamPool
 
 logger = logging.getLogger("service.runs")
@@ -30,8 +32,10 @@ class Run:
         self.registry = registry
         # One batch in the queue and one in the bridge: at most 2 x queue_size chunks per stream.
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=1)
-        self.bridge = StreamBridge(asyncio.get_running_loop(), self.queue, max_pending=queue_size)
         self.transport = registry.upstream.transport_for_run()
+        self.bridge = StreamBridge(
+            asyncio.get_running_loop(), self.queue, max_pending=queue_size, on_refuse=self.transport.close_response
+        )
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
@@ -42,6 +46,7 @@ class Run:
         pipeline = factory(self.bridge, self.transport)
         self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, query), name=self.id)
         self.task.add_done_callback(lambda _: self.registry.release(self))
+        logger.info("run started", extra={"run_id": self.id, "active": self.registry.active})
 
     async def _produce(self, pipeline: AsyncPipeline, query: str) -> None:
         """Whatever happens, the queue ends with one `Finished` or `Failed`, unless nobody is reading."""
@@ -53,6 +58,7 @@ class Run:
             if not self.bridge.received and _caused_by(error, IndexError):
                 # A 200 stream that ended before its first chunk: Haystack fails joining zero chunks.
                 error = UpstreamIncomplete()
+            logger.warning("run failed", extra={"run_id": self.id, **failure_fields(error)})
             outcome = Failed(error)
         # The thread is done: from here on, cancelling this task frees nothing before its time.
         self._generating = False
@@ -99,18 +105,20 @@ class Run:
         else:
             self.outcome = "client_gone"
             self.cancel()
-        now = asyncio.get_running_loop().time()
-        first = collector.first_chunk_at
+        duration = asyncio.get_running_loop().time() - self.started
+        ttft = None if collector.first_chunk_at is None else collector.first_chunk_at - self.started
         logger.info(
             "run ended",
             extra={
                 "run_id": self.id,
                 "outcome": self.outcome,
                 "chunks": collector.chunks,
-                "ttft_ms": None if first is None else round((first - self.started) * 1000, 1),
-                "duration_ms": round((now - self.started) * 1000, 1),
+                "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+                "duration_ms": round(duration * 1000, 1),
             },
         )
+        if self.registry.metrics is not None:
+            self.registry.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -123,10 +131,13 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
 
 
 class RunRegistry:
-    def __init__(self, max_streams: int, upstream: UpstreamPool, queue_size: int) -> None:
+    def __init__(
+        self, max_streams: int, upstream: UpstreamPool, queue_size: int, metrics: ServiceMetrics | None = None
+    ) -> None:
         self.max_streams = max_streams
         self.upstream = upstream
         self.queue_size = queue_size
+        self.metrics = metrics
         self.runs: dict[str, Run] = {}
 
     @property
@@ -135,6 +146,11 @@ class RunRegistry:
 
     def admit(self) -> Run:
         if len(self.runs) >= self.max_streams:
+            logger.warning(
+                "run refused: at capacity", extra={"active": len(self.runs), "max_streams": self.max_streams}
+            )
+            if self.metrics is not None:
+                self.metrics.rejected()
             raise CapacityExceeded
         run = Run(self, self.queue_size)
         self.runs[run.id] = run

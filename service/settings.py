@@ -11,7 +11,7 @@ slash): a browser's `Origin` header never has either, so such an entry would sil
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
 
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
+    log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
 
     @field_validator("cors_origins", "blocked_terms", mode="before")
     @classmethod

@@ -23,20 +23,33 @@ class UpstreamPool:
     def __init__(self, max_connections: int) -> None:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._transport = httpx.HTTPTransport(limits=limits)
+        self._lock = threading.Lock()
+        self._open = 0
+
+    @property
+    def open_responses(self) -> int:
+        """Upstream responses handed to runs and not closed yet: each holds a pooled connection."""
+        return self._open
+
+    def _count(self, delta: int) -> None:
+        with self._lock:
+            self._open += delta
 
     def transport_for_run(self) -> "RunTransport":
-        return RunTransport(self._transport)
+        return RunTransport(self._transport, self._count)
 
     def close(self) -> None:
         self._transport.close()
 
 
 class RunTransport(httpx.BaseTransport):
-    def __init__(self, shared: httpx.HTTPTransport) -> None:
+    def __init__(self, shared: httpx.HTTPTransport, count: Callable[[int], None]) -> None:
         self._shared = shared
+        self._count = count
         self._lock = threading.Lock()
         self._socket: socket.socket | None = None
         self._aborted = False
+        self._response: httpx.Response | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._shared.handle_request(request)
@@ -47,9 +60,21 @@ class RunTransport(httpx.BaseTransport):
             aborted = self._aborted
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _ReleasingStream(response.stream, self._release)
+        self._response = response
+        self._count(1)
         if aborted:
             self.abort()
         return response
+
+    def close_response(self) -> None:
+        """On the worker thread, when the run stops reading: give the response's connection back now.
+
+        httpx marks the response closed, so the SDK's own close (from its stream generator's
+        finalizer, whenever that is collected) finds nothing left to do.
+        """
+        response, self._response = self._response, None
+        if response is not None:
+            response.close()
 
     def abort(self) -> None:
         """From any thread: end the response in flight, if there is one."""
@@ -62,6 +87,7 @@ class RunTransport(httpx.BaseTransport):
     def _release(self) -> None:
         with self._lock:
             self._socket = None
+        self._count(-1)
 
     def close(self) -> None:
         """The run's client is done with the pool; the pool itself stays open."""
@@ -71,10 +97,13 @@ class _ReleasingStream(httpx.SyncByteStream):
     def __init__(self, inner: httpx.SyncByteStream, on_close: Callable[[], None]) -> None:
         self._inner = inner
         self._on_close = on_close
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._inner)
 
     def close(self) -> None:
-        self._on_close()  # forget the socket before the connection returns to the pool
+        if not self._closed:
+            self._closed = True
+            self._on_close()  # forget the socket before the connection returns to the pool
         self._inner.close()

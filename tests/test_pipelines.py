@@ -67,3 +67,11 @@ def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Pat
     on_env = env | {"HAYSTACK_TELEMETRY_ENABLED": "true"}
     on = subprocess.run([sys.executable, "-c", probe], env=on_env, capture_output=True, text=True, check=True)
     assert on.stdout.strip() == "False"
+
+
+def test_importing_the_service_first_still_keeps_telemetry_off() -> None:
+    """Regression: `service.app` imported haystack (via `service.runs`) before `pipelines` could turn it off."""
+    probe = "import service.app, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
+    env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

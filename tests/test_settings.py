@@ -53,6 +53,15 @@ def test_generation_kwargs_follow_settings() -> None:
     }
 
 
+def test_log_format_is_text_unless_json_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().log_format == "text"
+    monkeypatch.setenv("HAYSTREAM_LOG_FORMAT", "json")
+    assert Settings().log_format == "json"
+    monkeypatch.setenv("HAYSTREAM_LOG_FORMAT", "yaml")
+    with pytest.raises(ValidationError, match="log_format"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
