@@ -375,13 +375,13 @@ def disconnect(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
     }
 
 
-def machine() -> dict[str, Any]:
+def machine(pins: tuple[int | None, int | None]) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d"),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "pinned": "service on CPU 0, upstream and client on CPU 1" if len(_cpus()) >= 2 else "not pinned",
+        "pinned": "service on CPU 0, upstream and client on CPU 1" if pins[1] is not None else "not pinned",
     }
 
 
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pins: tuple[int | None, int | None] = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     if pins[1] is not None:
         _pin(os.getpid(), pins[1])
-    results: dict[str, Any] = {"machine": machine()}
+    results: dict[str, Any] = {"machine": machine(pins)}
     for name in args.only or SCENARIOS:
         started = time.perf_counter()
         results[name] = SCENARIOS[name](args, pins)

@@ -7,7 +7,6 @@ runs it first and can name the sources in its `metadata` event before the answer
 then renders the retrieved documents into the prompt exactly like the chat pipeline renders history.
 """
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from haystack import AsyncPipeline, Document
@@ -16,7 +15,7 @@ from haystack.document_stores.in_memory import InMemoryDocumentStore
 from typing_extensions import Unpack
 
 from pipelines.generator import UpstreamOptions, answer_pipeline, build_generator
-from pipelines.prompt import ContextPromptBuilder, load_template
+from pipelines.prompt import load_template, prompt_builder
 
 DOCUMENTS_TEMPLATE = load_template("documents.jinja2")
 SUFFIXES = (".md", ".markdown", ".txt")
@@ -59,15 +58,10 @@ def retrieve(store: InMemoryDocumentStore, query: str, top_k: int) -> list[Docum
 
 
 def build_documents_pipeline(
-    *,
-    documents: Sequence[Document],
-    history: Sequence[Mapping[str, str]] = (),
-    template: str = DOCUMENTS_TEMPLATE,
-    **upstream: Unpack[UpstreamOptions],
+    *, template: str = DOCUMENTS_TEMPLATE, **upstream: Unpack[UpstreamOptions]
 ) -> AsyncPipeline:
-    """Inputs: `{"prompt_builder": {"query": ...}}`. Outputs: `llm.replies` and `llm.meta`.
+    """Inputs: `{"prompt_builder": {"query": ..., "documents": [Document, ...], "history": ...}}` (`history`
+    as in `build_chat_pipeline`). Outputs: `llm.replies` and `llm.meta`.
 
-    `history` is the conversation so far, as in `build_chat_pipeline`."""
-    context = {"documents": list(documents), "history": [dict(turn) for turn in history]}
-    prompt_builder = ContextPromptBuilder(template, context)
-    return answer_pipeline(prompt_builder, build_generator(**upstream))
+    Retrieval (`retrieve`) runs before the pipeline is built, so the `metadata` event can list the sources."""
+    return answer_pipeline(prompt_builder(template, ("documents", "history")), build_generator(**upstream))

@@ -11,11 +11,10 @@ from typing import Any, NotRequired, TypedDict
 
 import httpx
 from haystack import AsyncPipeline
+from haystack.components.builders import PromptBuilder
 from haystack.components.generators import OpenAIGenerator
 from haystack.dataclasses import StreamingChunk
 from haystack.utils import Secret
-
-from pipelines.prompt import ContextPromptBuilder
 
 warnings.filterwarnings("ignore", message="The `OpenAIGenerator` component is deprecated", category=FutureWarning)
 
@@ -69,8 +68,9 @@ def build_generator(
     return generator
 
 
-def answer_pipeline(prompt_builder: ContextPromptBuilder, llm: Any) -> AsyncPipeline:
-    """`prompt_builder` -> `llm`. Inputs: `{"prompt_builder": {"query": ...}}`; outputs `llm.replies`, `llm.meta`."""
+def answer_pipeline(prompt_builder: PromptBuilder, llm: Any) -> AsyncPipeline:
+    """`prompt_builder` -> `llm`. Inputs: `{"prompt_builder": {"query": ..., <context>}}`; outputs `llm.replies`,
+    `llm.meta`."""
     pipeline = AsyncPipeline()
     pipeline.add_component("prompt_builder", prompt_builder)
     pipeline.add_component("llm", llm)

@@ -12,7 +12,7 @@ from haystack import AsyncPipeline, component
 from haystack.dataclasses import StreamingChunk
 
 from pipelines.generator import answer_pipeline
-from pipelines.prompt import ContextPromptBuilder
+from pipelines.prompt import prompt_builder
 
 FINISH_REASON = "guarded"
 
@@ -34,4 +34,4 @@ def build_refusal_pipeline(
     text: str, streaming_callback: Callable[[StreamingChunk], None] | None = None
 ) -> AsyncPipeline:
     """Inputs: `{"prompt_builder": {"query": ...}}` (ignored). Outputs: `llm.replies` and `llm.meta`."""
-    return answer_pipeline(ContextPromptBuilder("{{ query }}"), CannedReply(text, streaming_callback))
+    return answer_pipeline(prompt_builder("{{ query }}"), CannedReply(text, streaming_callback))

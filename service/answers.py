@@ -41,6 +41,7 @@ class Context:
 @dataclass
 class Answer:
     factory: PipelineFactory
+    inputs: dict[str, Any]  # the prompt builder's: the query, and the context the template renders
     metadata: dict[str, Any] = field(default_factory=dict)
     query: str = ""
     conversation: Conversation | None = None
@@ -79,19 +80,24 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
     if context.guard.blocks(query):
         refusal = settings.guard_message
         return Answer(
-            lambda bridge, _: build_refusal_pipeline(refusal, bridge), metadata | {"guarded": True}, remember=False
+            lambda bridge, _: build_refusal_pipeline(refusal, bridge),
+            {"query": query},
+            metadata | {"guarded": True},
+            remember=False,
         )
     options = _upstream(settings, api_key)
+    inputs: dict[str, Any] = {"query": query, "history": [dict(turn) for turn in history]}
     if pipeline == "documents":
         assert context.documents is not None  # check_pipeline refused the request otherwise
         found = await asyncio.get_running_loop().run_in_executor(
             None, retrieve, context.documents, query, settings.documents_top_k
         )
         metadata["sources"] = [_source(document) for document in found]
-        factory = _factory(build_documents_pipeline, options, documents=found, history=history)
+        inputs["documents"] = found
+        factory = _factory(build_documents_pipeline, options)
     else:
-        factory = _factory(build_chat_pipeline, options, history=history)
-    return Answer(factory, metadata, query, conversation, context.conversations)
+        factory = _factory(build_chat_pipeline, options)
+    return Answer(factory, inputs, metadata, query, conversation, context.conversations)
 
 
 def _upstream(settings: Settings, api_key: str) -> UpstreamOptions:
@@ -106,9 +112,9 @@ def _upstream(settings: Settings, api_key: str) -> UpstreamOptions:
     )
 
 
-def _factory(build: Callable[..., AsyncPipeline], options: UpstreamOptions, **context: Any) -> PipelineFactory:
+def _factory(build: Callable[..., AsyncPipeline], options: UpstreamOptions) -> PipelineFactory:
     def factory(bridge: StreamBridge, transport: RunTransport) -> AsyncPipeline:
-        return build(**context, **options, streaming_callback=bridge, transport=transport)
+        return build(**options, streaming_callback=bridge, transport=transport)
 
     return factory
 

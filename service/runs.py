@@ -42,16 +42,17 @@ class Run:
         self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
 
-    def start(self, factory: PipelineFactory, query: str) -> None:
+    def start(self, factory: PipelineFactory, inputs: dict[str, Any]) -> None:
+        """Build the run's pipeline and run it on `inputs`, the prompt builder's (the query and its context)."""
         pipeline = factory(self.bridge, self.transport)
-        self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, query), name=self.id)
+        self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, inputs), name=self.id)
         self.task.add_done_callback(lambda _: self.registry.release(self))
         logger.info("run started", extra={"run_id": self.id, "active": self.registry.active})
 
-    async def _produce(self, pipeline: AsyncPipeline, query: str) -> None:
+    async def _produce(self, pipeline: AsyncPipeline, inputs: dict[str, Any]) -> None:
         """Whatever happens, the queue ends with one `Finished` or `Failed`, unless nobody is reading."""
         try:
-            outcome: Finished | Failed = await self._generate(pipeline, query)
+            outcome: Finished | Failed = await self._generate(pipeline, inputs)
         except Exception as error:
             if self.bridge.cancelled or _caused_by(error, RunCancelled):
                 return
@@ -67,8 +68,8 @@ class Run:
         await self.bridge.flush()  # the text that came before the end, or before the failure
         await self.queue.put(outcome)
 
-    async def _generate(self, pipeline: AsyncPipeline, query: str) -> Finished | Failed:
-        result = await pipeline.run_async({"prompt_builder": {"query": query}})
+    async def _generate(self, pipeline: AsyncPipeline, inputs: dict[str, Any]) -> Finished | Failed:
+        result = await pipeline.run_async({"prompt_builder": inputs})
         meta: dict[str, Any] = result["llm"]["meta"][0] if result["llm"]["meta"] else {}
         self.reply = result["llm"]["replies"][0] if result["llm"]["replies"] else ""
         if meta.get("finish_reason") is None:  # the SDK ends quietly when a stream stops short

@@ -63,8 +63,8 @@ async def test_the_service_does_not_start_with_an_empty_documents_folder(
 def test_documents_are_data_in_the_prompt(tmp_path: Path) -> None:
     (tmp_path / "t.md").write_text("{{ 7*7 }} is not evaluated")
     documents = retrieve(load_documents(tmp_path), "evaluated", top_k=1)
-    pipeline = build_documents_pipeline(documents=documents, api_key="k", model="m")
-    prompt = pipeline.get_component("prompt_builder").run(query="{{ 1+1 }}")["prompt"]
+    pipeline = build_documents_pipeline(api_key="k", model="m")
+    prompt = pipeline.get_component("prompt_builder").run(query="{{ 1+1 }}", documents=documents)["prompt"]
     assert prompt.startswith("Question: {{ 1+1 }}")
     assert "--- t.md ---\n{{ 7*7 }} is not evaluated" in prompt
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import respx
 from haystack import AsyncPipeline
+from haystack.components.builders import PromptBuilder
 from haystack.components.generators import OpenAIGenerator
 
 from pipelines.chat import build_chat_pipeline
@@ -18,8 +19,9 @@ from pipelines.chat import build_chat_pipeline
 def test_builds_prompt_builder_into_generator_with_the_given_key() -> None:
     pipeline = build_chat_pipeline(api_key="sk-one", model="m", base_url="http://upstream.test/v1")
     assert isinstance(pipeline, AsyncPipeline)
+    assert type(pipeline.get_component("prompt_builder")) is PromptBuilder  # the shape the product promises
     generator = pipeline.get_component("llm")
-    assert isinstance(generator, OpenAIGenerator)
+    assert type(generator) is OpenAIGenerator
     assert generator.client.api_key == "sk-one"
     assert str(generator.client.base_url) == "http://upstream.test/v1/"
     assert "sk-one" not in repr(generator.api_key)

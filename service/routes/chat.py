@@ -120,7 +120,7 @@ async def admit_run(state: ServiceState, api_key: str, body: ChatRequest) -> tup
     current_run_id.set(run.id)
     try:
         answer = await prepare(state.answers, api_key, body.query, body.pipeline, body.conversation_id)
-        run.start(answer.factory, body.query)
+        run.start(answer.factory, answer.inputs)
     except BaseException:
         state.registry.release(run)
         raise
