@@ -158,3 +158,15 @@ window.ready = true;
 <body><p>EventSource consumer</p></body>
 </html>
 """
+
+
+@contextmanager
+def new_page(browser: Browser, timeout_ms: int) -> Iterator[Page]:
+    """A page in a fresh browser context (no shared cookies or storage), closed afterwards."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    try:
+        yield page
+    finally:
+        context.close()

@@ -1,7 +1,9 @@
 """Test helpers: a real uvicorn server on an unused port, and an SSE parser that keeps what it saw."""
 
 import json
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,3 +190,14 @@ class LiveStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def stop_process(process: "subprocess.Popen[bytes]", timeout: float) -> None:
+    """SIGTERM, then wait `timeout` s; a process that does not stop is killed and the test fails."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+        raise

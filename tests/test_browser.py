@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.routes.chat import DEMO_NOTICE
-from tests.browser import FES_PAGE, launch_chromium, serve_test_pages
+from tests.browser import FES_PAGE, launch_chromium, new_page, serve_test_pages
 from tests.conftest import LiveFactory, LiveService
 from tests.nginx import nginx_in_front
 from tests.support import wait_until
@@ -46,13 +46,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
+    with new_page(browser, TIMEOUT_MS) as page:
         yield page
-    finally:
-        context.close()
 
 
 @pytest.fixture(params=["direct", "nginx"])

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from tests.browser import EVENTSOURCE_PAGE, FES_PAGE, launch_chromium, serve_test_pages
+from tests.browser import EVENTSOURCE_PAGE, FES_PAGE, launch_chromium, new_page, serve_test_pages
 from tests.conftest import LiveFactory
 from tests.support import wait_until
 from tests.tcp_proxy import severable_proxy
@@ -32,13 +32,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    try:
+    with new_page(browser, TIMEOUT_MS) as page:
         yield page
-    finally:
-        context.close()
 
 
 def cut_mid_answer(page: Page, proxy: Any) -> None:

@@ -1,7 +1,6 @@
 """`python -m service --demo`: the README's run command, as a real process."""
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import parse_sse, unused_port, wait_until
+from tests.support import parse_sse, stop_process, unused_port, wait_until
 
 
 @pytest.fixture
@@ -28,13 +27,7 @@ def demo_process(tmp_path: Path) -> Iterator[str]:
         assert process.poll() is None, log.read_text()
         yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise
+        stop_process(process, 15)
 
 
 def _up(url: str) -> bool:

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from service.demo_model import Behaviour, DemoModelServer
 from service.errors import ErrorType
 from service.metrics import Outcome, ServiceMetrics
 from tests.conftest import LiveFactory
-from tests.support import LiveStream, parse_sse, unused_port, wait_until
+from tests.support import LiveStream, parse_sse, stop_process, unused_port, wait_until
 
 KEY = "sk-metrics-SENTINEL-0c9d"
 QUERY = "QUERY-SENTINEL what is in the metrics?"
@@ -168,13 +167,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         assert process.poll() is None, log.read_text()
         yield url, directory
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-            raise
+        stop_process(process, 20)
 
 
 def _up(url: str) -> bool:

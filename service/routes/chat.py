@@ -72,9 +72,7 @@ async def chat(
     last_event_id: LastEventId = None,
 ) -> Response:
     settings = state.settings
-    api_key = api_key_of(body, authorization)
-    if len(body.query) > settings.max_query_chars:
-        raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    api_key = checked_key(body, authorization, settings)
     check_pipeline(state.answers, body.pipeline)
     owner = owner_of(api_key)
     if last_event_id is not None:  # a retry: resume the run this id belongs to, or say why not
@@ -199,6 +197,13 @@ def run_gone(run_id: str) -> JSONResponse:
         retryable=False,
     )
     return JSONResponse(body.model_dump(exclude_none=True), 410)
+
+
+def checked_key(body: ChatRequest, authorization: str | None, settings: Settings) -> str:
+    """What every route that starts a run checks beyond the schema; returns the caller's key."""
+    if len(body.query) > settings.max_query_chars:
+        raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    return api_key_of(body, authorization)
 
 
 def api_key_of(body: ChatRequest, authorization: str | None) -> str:

@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from service.answers import check_pipeline
 from service.deps import StateDep
-from service.errors import InvalidRequest
 from service.held import owner_of
-from service.routes.chat import IdempotencyKey, api_key_of, read_run, start_run
+from service.routes.chat import IdempotencyKey, checked_key, read_run, start_run
 from service.schemas import ChatRequest, ErrorBody
 
 router = APIRouter()
@@ -48,9 +48,8 @@ async def create_run(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     settings = state.settings
-    api_key = api_key_of(body, authorization)
-    if len(body.query) > settings.max_query_chars:
-        raise InvalidRequest("query", f"must be at most {settings.max_query_chars} characters")
+    api_key = checked_key(body, authorization, settings)
+    check_pipeline(state.answers, body.pipeline)
     owner = owner_of(api_key)
     status = 200
     held = state.runs.find(owner, idempotency_key) if idempotency_key is not None else None
