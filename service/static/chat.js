@@ -20,12 +20,22 @@ const sources = document.getElementById("sources");
 let conversationId = "new";
 
 let controller = null;
+let runId = null; // from the metadata event: what Stop deletes
+
+// Stop ends the run on the server at once (DELETE /runs/{id}), then stops reading. Aborting alone
+// would also cancel a plain POST /chat run, but only after the resume grace when one is configured.
+async function stopRun() {
+  if (runId !== null) {
+    await fetch(`runs/${encodeURIComponent(runId)}`, { method: "DELETE" }).catch(() => {});
+  }
+  controller?.abort();
+}
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (controller === null) ask();
 });
-stop.addEventListener("click", () => controller?.abort());
+stop.addEventListener("click", stopRun);
 newConversation.addEventListener("click", () => {
   conversationId = "new";
   answer.textContent = "";
@@ -35,6 +45,7 @@ newConversation.addEventListener("click", () => {
 
 async function ask() {
   controller = new AbortController();
+  runId = null;
   answer.textContent = "";
   setBusy(true);
   setState("waiting", "Waiting for the answer…");
@@ -58,6 +69,7 @@ async function ask() {
     else setState("error", error.message);
   } finally {
     controller = null;
+    runId = null;
     setBusy(false);
   }
 }
@@ -73,6 +85,7 @@ function setBusy(busy) {
 }
 
 function showMetadata(metadata) {
+  runId = metadata.run_id ?? null;
   notice.hidden = !metadata.notice;
   notice.textContent = metadata.notice ?? "";
   if (metadata.conversation_id) {
