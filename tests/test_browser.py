@@ -101,14 +101,12 @@ def test_stop_leaves_a_stopped_state_and_cancels_the_run(
     otherwise keep an abandoned run going for a while."""
     upstream_server.behaviour = Behaviour(tokens=400, token_delay=0.05, first_token_delay=0)
     service, origin = start(chat_resume_grace=60)
-    deletes: list[str] = []
-    page.on("request", lambda request: deletes.append(request.url) if request.method == "DELETE" else None)
     ask_on_the_page(page, origin)
     wait_for_state(page, "streaming")
-    page.click("#stop")
+    with page.expect_request(lambda request: request.method == "DELETE") as deleted:
+        page.click("#stop")
     wait_for_state(page, "stopped")
-    assert len(deletes) == 1
-    assert "/runs/run_" in deletes[0]
+    assert "/runs/run_" in deleted.value.url
     assert "tok0" in (page.text_content("#answer") or "")
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5), "the upstream connection stayed open after Stop"

@@ -22,13 +22,15 @@ let conversationId = "new";
 let controller = null;
 let runId = null; // from the metadata event: what Stop deletes
 
-// Stop ends the run on the server at once (DELETE /runs/{id}), then stops reading. Aborting alone
+// Stop stops reading, then ends the run on the server at once (DELETE /runs/{id}). Aborting alone
 // would also cancel a plain POST /chat run, but only after the resume grace when one is configured.
-async function stopRun() {
-  if (runId !== null) {
-    await fetch(`runs/${encodeURIComponent(runId)}`, { method: "DELETE" }).catch(() => {});
-  }
+// Reading stops first, so the run's own `cancelled` error event can never reach the page.
+function stopRun() {
+  const id = runId;
   controller?.abort();
+  if (id !== null) {
+    fetch(`runs/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+  }
 }
 
 form.addEventListener("submit", (event) => {
