@@ -13,7 +13,6 @@ authenticate to this service), except `upstream_timeout` (504) and `rate_limited
 """
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.collector import StreamItem
 from service.errors import ErrorType
+from service.responses import until_disconnected
 
 STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.UPSTREAM_AUTH: 502,
@@ -44,16 +44,10 @@ class JSONAnswerResponse(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        collector = loop.create_task(self._collect())
-        watcher = loop.create_task(_wait_for_disconnect(receive))
+        collector = asyncio.get_running_loop().create_task(self._collect())
         try:
-            await asyncio.wait((collector, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await until_disconnected(collector, receive)
         finally:
-            for task in (collector, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
             aclose = getattr(self.events, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -87,8 +81,3 @@ class JSONAnswerResponse(Response):
         elif status == 503:
             headers["Retry-After"] = str(self.retry_after)
         return JSONResponse(error, status, headers=headers)
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass

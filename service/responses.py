@@ -11,11 +11,14 @@ client that stays connected but stops reading is dropped after `send_timeout` (`
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
+from typing import TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from service.watchdog import SendWatchdog
+
+T = TypeVar("T")
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -39,19 +42,14 @@ class EventStreamResponse(Response):
         self.send_timeout = send_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        watchdog = SendWatchdog(self.send_timeout, lambda: streamer.cancel())
-        streamer = loop.create_task(self._stream(send, watchdog))
-        watcher = loop.create_task(_wait_for_disconnect(receive))
+        streamer: asyncio.Task[None] | None = None
+        watchdog = SendWatchdog(self.send_timeout, lambda: streamer.cancel() if streamer is not None else None)
+        streamer = asyncio.get_running_loop().create_task(self._stream(send, watchdog))
         watchdog.start()
         try:
-            await asyncio.wait((streamer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await until_disconnected(streamer, receive)
         finally:
             watchdog.stop()
-            for task in (streamer, watcher):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
             await self.body_iterator.aclose()
             self.on_close()
 
@@ -64,6 +62,19 @@ class EventStreamResponse(Response):
             progress.sent += 1
         progress.sending = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def until_disconnected(work: "asyncio.Task[T]", receive: Receive) -> None:
+    """Wait for `work` to end, or for the client to leave (`http.disconnect`), whichever comes first;
+    then cancel whatever is still running. `work`'s result, if it finished, stays on the task."""
+    watcher = asyncio.get_running_loop().create_task(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (work, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
