@@ -22,6 +22,7 @@ from service.conversations import Conversations
 from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
+from service.gc_policy import settle_heap
 from service.guard import InputGuard
 from service.limits import BodyLimit
 from service.logs import configure_logging
@@ -153,4 +154,6 @@ def app_from_env() -> FastAPI:
     """uvicorn's factory: settings from the environment (which `python -m service` has filled in)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_heap()
+    return app
