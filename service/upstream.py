@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
+from service.http11 import HTTP11Transport
+
 
 class UpstreamPool:
     def __init__(self, max_connections: int) -> None:
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._transport = httpx.HTTPTransport(limits=limits)
+        self._transport = HTTP11Transport(max_connections)
         self._lock = threading.Lock()
         self._open = 0
 
@@ -43,7 +44,7 @@ class UpstreamPool:
 
 
 class RunTransport(httpx.BaseTransport):
-    def __init__(self, shared: httpx.HTTPTransport, count: Callable[[int], None]) -> None:
+    def __init__(self, shared: httpx.BaseTransport, count: Callable[[int], None]) -> None:
         self._shared = shared
         self._count = count
         self._lock = threading.Lock()

@@ -46,7 +46,9 @@ def upstream_stream(texts: list[str], usage: dict[str, int] | None = None) -> by
 
 @pytest.fixture
 def upstream() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=UPSTREAM, assert_all_called=False) as router:
+    """The upstream, mocked where the SDK's httpx client picks its transport; the test's own client passes."""
+    with respx.mock(base_url=UPSTREAM, assert_all_called=False, using="httpx") as router:
+        router.route(host="service.test").pass_through()
         yield router
 
 

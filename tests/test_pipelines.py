@@ -30,7 +30,7 @@ def test_builds_prompt_builder_into_generator_with_the_given_key() -> None:
 async def test_the_query_is_data_not_template() -> None:
     """A query is rendered as a variable: Jinja syntax in it reaches the model literally."""
     query = "{{ 7*7 }} {% for x in [1,2] %}{{ x }}{% endfor %} {{ config }}"
-    with respx.mock(base_url="http://upstream.test/v1") as router:
+    with respx.mock(base_url="http://upstream.test/v1", using="httpx") as router:
         route = router.post("/chat/completions").mock(
             return_value=httpx.Response(
                 200,

@@ -1,0 +1,222 @@
+"""The connection pool to the upstream: httpx's transport interface over the standard library's HTTP/1.1.
+
+The OpenAI SDK reads its stream through httpx, and httpx's own transport (httpcore parsing with h11)
+costs about 30 us of Python per read of the upstream's socket. A streamed answer is one read per
+token when tokens come slower than the service handles them, so that is paid once per token, on the
+worker thread, under the GIL. `http.client` reads the same chunked body with C-buffered line and
+block reads: about 16 us per read, the `recv` included (bench/README.md has both).
+
+What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
+(a request waits for one up to its pool timeout), idle connections reused per origin and checked
+before reuse, a request retried once on a fresh connection when a reused one turns out closed before
+any response, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with httpx's default
+context. What it does not do: HTTP/2, proxies (the SDK's client routes proxied requests to its own
+transports, not to this one), and request bodies other than bytes in memory.
+"""
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+Origin = tuple[str, str, int]
+
+# Failures of a reused keep-alive connection that mean the peer had closed it while it sat idle.
+STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class HTTP11Transport(httpx.BaseTransport):
+    def __init__(self, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        if not self._slots.acquire(timeout=timeouts.get("pool")):
+            raise httpx.PoolTimeout("no upstream connection became free in time", request=request)
+        try:
+            return self._send(request, timeouts)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _send(self, request: httpx.Request, timeouts: dict[str, float | None]) -> httpx.Response:
+        url = request.url
+        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        body = request.read() or None
+        while True:
+            connection, reused = self._connection(origin, request, timeouts.get("connect"))
+            try:
+                response = self._exchange(connection, request, body, timeouts)
+            except STALE as error:
+                connection.close()
+                if reused:
+                    continue  # the peer closed it while it sat idle: once more, on a new connection
+                raise _mapped(error, request, writing=False) from error
+            except BaseException:
+                connection.close()
+                raise
+            headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.getheaders()]
+            extensions = {
+                "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
+                "reason_phrase": response.reason.encode("latin-1", "replace"),
+                "network_stream": _NetworkStream(connection.sock),
+            }
+            stream = _ResponseBody(self, origin, connection, response, request)
+            return httpx.Response(response.status, headers=headers, stream=stream, extensions=extensions)
+
+    @staticmethod
+    def _exchange(
+        connection: http.client.HTTPConnection,
+        request: httpx.Request,
+        body: bytes | None,
+        timeouts: dict[str, float | None],
+    ) -> http.client.HTTPResponse:
+        """Send the request, read the response's head. Raises `STALE` errors as they are, others as httpx's."""
+        try:
+            connection.sock.settimeout(timeouts.get("write"))
+            connection.putrequest(request.method, request.url.raw_path.decode("ascii"), True, True)
+            for name, value in request.headers.raw:
+                connection.putheader(name, value)
+            connection.endheaders(body)
+        except STALE:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            raise _mapped(error, request, writing=True) from error
+        try:
+            connection.sock.settimeout(timeouts.get("read"))
+            return connection.getresponse()
+        except STALE:
+            raise
+        except (OSError, http.client.HTTPException) as error:
+            raise _mapped(error, request, writing=False) from error
+
+    def _connection(
+        self, origin: Origin, request: httpx.Request, timeout: float | None
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(origin, [])
+            while idle:
+                kept = idle.pop()
+                if _usable(kept):
+                    return kept, True
+                kept.close()
+        scheme, host, port = origin
+        if scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._ssl_context()
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        try:
+            connection.connect()
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            if isinstance(error, TimeoutError):
+                raise httpx.ConnectTimeout(str(error) or "connect timed out", request=request) from error
+            raise httpx.ConnectError(str(error), request=request) from error
+        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return connection, False
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()  # certifi's roots, as httpx's own transport
+            return self._ssl
+
+    def _give_back(self, origin: Origin, connection: http.client.HTTPConnection | None) -> None:
+        """A response is done with its connection: keep it for the next request (when given) and free the slot."""
+        if connection is not None:
+            with self._lock:
+                if not self._closed:
+                    self._idle.setdefault(origin, []).append(connection)
+                    connection = None
+            if connection is not None:
+                connection.close()
+        self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
+
+
+class _ResponseBody(httpx.SyncByteStream):
+    def __init__(
+        self,
+        pool: HTTP11Transport,
+        origin: Origin,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        request: httpx.Request,
+    ) -> None:
+        self._pool = pool
+        self._origin = origin
+        self._connection: http.client.HTTPConnection | None = connection
+        self._response = response
+        self._request = request
+        self._complete = False  # the whole body was read: the connection is at a clean boundary
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while data := self._response.read1(65536):  # for a chunked body: one chunk, or what is left of it
+                yield data
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            raise _mapped(error, self._request, writing=False) from error
+        if self._response.length:  # http.client ends a body cut short of its Content-Length quietly
+            raise httpx.RemoteProtocolError("the upstream closed before the whole body arrived", request=self._request)
+        self._complete = True
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        # Reusable only when the whole body was read and neither side asked to close.
+        reusable = self._complete and not self._response.will_close
+        self._response.close()
+        if not reusable:
+            connection.close()
+        self._pool._give_back(self._origin, connection if reusable else None)
+
+
+class _NetworkStream:
+    """What `RunTransport` asks of httpcore's network stream: the socket, to shut it down on cancel."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._socket if info == "socket" else None
+
+
+def _usable(connection: http.client.HTTPConnection) -> bool:
+    """An idle connection the peer has not closed: nothing to read on it (a closed one reads as EOF)."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _mapped(error: Exception, request: httpx.Request, *, writing: bool) -> httpx.TransportError:
+    """The standard library's failure as the httpx exception httpcore would have raised for it."""
+    message = str(error) or type(error).__name__
+    if isinstance(error, TimeoutError):
+        return httpx.WriteTimeout(message, request=request) if writing else httpx.ReadTimeout(message, request=request)
+    if isinstance(error, (http.client.HTTPException, ValueError)):
+        return httpx.RemoteProtocolError(message, request=request)
+    return httpx.WriteError(message, request=request) if writing else httpx.ReadError(message, request=request)
