@@ -13,18 +13,30 @@ from haystack import AsyncPipeline
 from haystack.components.builders import PromptBuilder
 from haystack.components.generators import OpenAIGenerator
 
-from pipelines.chat import build_chat_pipeline
+from pipelines.chat import CHAT_TEMPLATE, build_chat_pipeline
 
 
 def test_builds_prompt_builder_into_generator_with_the_given_key() -> None:
     pipeline = build_chat_pipeline(api_key="sk-one", model="m", base_url="http://upstream.test/v1")
     assert isinstance(pipeline, AsyncPipeline)
-    assert type(pipeline.get_component("prompt_builder")) is PromptBuilder  # the shape the product promises
+    assert isinstance(pipeline.get_component("prompt_builder"), PromptBuilder)  # the shape the product promises
     generator = pipeline.get_component("llm")
     assert type(generator) is OpenAIGenerator
     assert generator.client.api_key == "sk-one"
     assert str(generator.client.base_url) == "http://upstream.test/v1/"
     assert "sk-one" not in repr(generator.api_key)
+
+
+def test_builders_share_one_compiled_template_and_render_as_haystacks_own() -> None:
+    first, second = (build_chat_pipeline(api_key="k", model="m").get_component("prompt_builder") for _ in range(2))
+    assert first.template is second.template  # compiled once, not per request
+    plain = PromptBuilder(template=CHAT_TEMPLATE, required_variables=["query"], variables=["query", "history"])
+    history = [{"role": "user", "content": "{{ 7*7 }}"}, {"role": "assistant", "content": "49?"}]
+    for inputs in ({"query": "q"}, {"query": "{% raw %}x", "history": history}):
+        assert first.run(**inputs) == plain.run(**inputs)
+    assert first.to_dict()["init_parameters"] == plain.to_dict()["init_parameters"]
+    with pytest.raises(ValueError, match="query"):  # still required
+        first.run(history=history)
 
 
 async def test_the_query_is_data_not_template() -> None:
