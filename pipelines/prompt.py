@@ -9,10 +9,15 @@ about 0.5 ms of CPU, on the event loop, for a text that never changes. `SharedTe
 is Haystack's `PromptBuilder` (its inputs, its rendering, its `run`) whose compiled template is
 compiled once per template text and shared: a compiled Jinja template is immutable and renders with
 a fresh context each call, from any thread.
+
+It also renders on the event loop (`run_async`): `AsyncPipeline` runs a component without one on a
+pool thread, and rendering a compiled template (tens of microseconds) costs less than the two
+thread hand-offs, which under load wait for the GIL behind every running stream.
 """
 
 import functools
 from pathlib import Path
+from typing import Any
 
 from haystack import component
 from haystack.components.builders import PromptBuilder
@@ -35,6 +40,12 @@ class SharedTemplatePromptBuilder(PromptBuilder):
         self._template_string = template
         self._env = compiled._env
         self.template = compiled.template
+
+    @component.output_types(prompt=str)
+    async def run_async(
+        self, template: str | None = None, template_variables: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        return self.run(template=template, template_variables=template_variables, **kwargs)
 
 
 @functools.lru_cache(maxsize=32)

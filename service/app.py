@@ -38,7 +38,7 @@ from service.upstream import UpstreamPool
 
 logger = logging.getLogger("service.app")
 
-# Prompt building also takes a pool thread, briefly, before the generator takes one for the stream.
+# Retrieval (the documents pipeline) takes a pool thread, briefly, before the generator takes one for the stream.
 SPARE_THREADS = 4
 # After the drain (service/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
 TEARDOWN_WAIT = 5.0
