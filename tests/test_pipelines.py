@@ -29,6 +29,7 @@ def test_builds_prompt_builder_into_generator_with_the_given_key() -> None:
 
 def test_builders_share_one_compiled_template_and_render_as_haystacks_own() -> None:
     first, second = (build_chat_pipeline(api_key="k", model="m").get_component("prompt_builder") for _ in range(2))
+    assert isinstance(first, PromptBuilder) and isinstance(second, PromptBuilder)
     assert first.template is second.template  # compiled once, not per request
     plain = PromptBuilder(template=CHAT_TEMPLATE, required_variables=["query"], variables=["query", "history"])
     history = [{"role": "user", "content": "{{ 7*7 }}"}, {"role": "assistant", "content": "49?"}]
@@ -37,7 +38,7 @@ def test_builders_share_one_compiled_template_and_render_as_haystacks_own() -> N
     assert first.to_dict()["init_parameters"] == plain.to_dict()["init_parameters"]
     with pytest.raises(ValueError, match="query"):  # still required
         first.run(history=history)
-    assert first.__haystack_supports_async__  # AsyncPipeline renders it on the loop, not on a pool thread
+    assert getattr(first, "__haystack_supports_async__")  # AsyncPipeline renders it on the loop, not on a pool thread
 
 
 async def test_the_query_is_data_not_template() -> None:
