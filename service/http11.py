@@ -31,11 +31,12 @@ STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class HTTP11Transport(httpx.BaseTransport):
-    def __init__(self, max_connections: int) -> None:
+    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's)."""
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context
         self._closed = False
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -129,7 +130,7 @@ class HTTP11Transport(httpx.BaseTransport):
     def _ssl_context(self) -> ssl.SSLContext:
         with self._lock:
             if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()  # certifi's roots, as httpx's own transport
+                self._ssl = httpx.create_ssl_context()  # made on first use: loading the roots takes ~20 ms
             return self._ssl
 
     def _give_back(self, origin: Origin, connection: http.client.HTTPConnection | None) -> None:

@@ -1,11 +1,13 @@
 """`HTTP11Transport`, the upstream connection pool, against a scripted HTTP/1.1 server on loopback."""
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+import trustme
 
 from service.http11 import HTTP11Transport
 from tests.support import wait_until
@@ -16,8 +18,9 @@ Reply = Callable[[socket.socket, int], None]  # writes the response to the n-th 
 class ScriptedServer:
     """Accepts connections and answers each request with `reply`; records what it saw."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, tls: ssl.SSLContext | None = None) -> None:
         self.reply = reply
+        self._tls = tls
         self.accepted = 0
         self.requests = 0
         self.closed_by_client = threading.Event()  # a connection read EOF from the client
@@ -32,6 +35,12 @@ class ScriptedServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
+            if self._tls is not None:
+                try:
+                    conn = self._tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):  # a client that does not trust us hangs up
+                    conn.close()
+                    continue
             self.accepted += 1
             self._connections.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
@@ -225,3 +234,21 @@ def test_the_socket_is_exposed_so_a_cancelled_run_can_cut_its_stream(
         sock.shutdown(socket.SHUT_RDWR)  # what RunTransport.abort does when its run is cancelled
         with pytest.raises(httpx.RemoteProtocolError):
             next(parts)
+
+
+def test_https_with_a_trusted_certificate_and_refused_without(serve: Callable[[Reply], ScriptedServer]) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    server = ScriptedServer(lambda conn, n: conn.sendall(sized(b"secure %d" % n)), tls=server_context)
+    url = server.url.replace("http://127.0.0.1", "https://localhost")
+    try:
+        trusting = ssl.create_default_context()
+        authority.configure_trust(trusting)
+        with httpx.Client(transport=HTTP11Transport(max_connections=2, ssl_context=trusting)) as client:
+            assert [client.get(f"{url}/x").content for _ in range(2)] == [b"secure 0", b"secure 1"]
+        assert server.accepted == 1  # kept alive over TLS too
+        with httpx.Client(transport=HTTP11Transport(max_connections=2)) as client, pytest.raises(httpx.ConnectError):
+            client.get(f"{url}/x")  # the default roots do not include the test's authority
+    finally:
+        server.close()
