@@ -7,11 +7,11 @@ worker thread, under the GIL. `http.client` reads the same chunked body with C-b
 block reads: about 16 us per read, the `recv` included (bench/README.md has both).
 
 What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
-(a request waits for one up to its pool timeout), idle connections reused per origin and checked
-before reuse, a request retried once on a fresh connection when a reused one turns out closed before
-any response, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with httpx's default
-context. What it does not do: HTTP/2, proxies (the SDK's client routes proxied requests to its own
-transports, not to this one), and request bodies other than bytes in memory.
+(a request waits for one up to its pool timeout), idle connections reused per origin once checked
+for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with
+httpx's default context, and no retry of its own (the OpenAI SDK's retries apply, as before). What
+it does not do: HTTP/2, proxies (the SDK's client routes proxied requests to its own transports,
+not to this one), and request bodies other than bytes in memory.
 """
 
 import http.client
@@ -25,9 +25,6 @@ from typing import Any
 import httpx
 
 Origin = tuple[str, str, int]
-
-# Failures of a reused keep-alive connection that mean the peer had closed it while it sat idle.
-STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class HTTP11Transport(httpx.BaseTransport):
@@ -52,63 +49,39 @@ class HTTP11Transport(httpx.BaseTransport):
     def _send(self, request: httpx.Request, timeouts: dict[str, float | None]) -> httpx.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        body = request.read() or None
-        while True:
-            connection, reused = self._connection(origin, request, timeouts.get("connect"))
-            try:
-                response = self._exchange(connection, request, body, timeouts)
-            except STALE as error:
-                connection.close()
-                if reused:
-                    continue  # the peer closed it while it sat idle: once more, on a new connection
-                raise _mapped(error, request, writing=False) from error
-            except BaseException:
-                connection.close()
-                raise
-            headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.getheaders()]
-            extensions = {
-                "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
-                "reason_phrase": response.reason.encode("latin-1", "replace"),
-                "network_stream": _NetworkStream(connection.sock),
-            }
-            stream = _ResponseBody(self, origin, connection, response, request)
-            return httpx.Response(response.status, headers=headers, stream=stream, extensions=extensions)
-
-    @staticmethod
-    def _exchange(
-        connection: http.client.HTTPConnection,
-        request: httpx.Request,
-        body: bytes | None,
-        timeouts: dict[str, float | None],
-    ) -> http.client.HTTPResponse:
-        """Send the request, read the response's head. Raises `STALE` errors as they are, others as httpx's."""
+        connection = self._connection(origin, request, timeouts.get("connect"))
         try:
             connection.sock.settimeout(timeouts.get("write"))
-            connection.putrequest(request.method, request.url.raw_path.decode("ascii"), True, True)
+            target = url.raw_path.decode("ascii")
+            connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
             for name, value in request.headers.raw:
                 connection.putheader(name, value)
-            connection.endheaders(body)
-        except STALE:
-            raise
+            connection.endheaders(request.read() or None)
         except (OSError, http.client.HTTPException) as error:
+            connection.close()
             raise _mapped(error, request, writing=True) from error
         try:
             connection.sock.settimeout(timeouts.get("read"))
-            return connection.getresponse()
-        except STALE:
-            raise
+            response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
+            connection.close()
             raise _mapped(error, request, writing=False) from error
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.getheaders()]
+        extensions = {
+            "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
+            "reason_phrase": response.reason.encode("latin-1", "replace"),
+            "network_stream": _NetworkStream(connection.sock),
+        }
+        stream = _ResponseBody(self, origin, connection, response, request)
+        return httpx.Response(response.status, headers=headers, stream=stream, extensions=extensions)
 
-    def _connection(
-        self, origin: Origin, request: httpx.Request, timeout: float | None
-    ) -> tuple[http.client.HTTPConnection, bool]:
+    def _connection(self, origin: Origin, request: httpx.Request, timeout: float | None) -> http.client.HTTPConnection:
         with self._lock:
             idle = self._idle.get(origin, [])
             while idle:
                 kept = idle.pop()
                 if _usable(kept):
-                    return kept, True
+                    return kept
                 kept.close()
         scheme, host, port = origin
         if scheme == "https":
@@ -125,7 +98,7 @@ class HTTP11Transport(httpx.BaseTransport):
                 raise httpx.ConnectTimeout(str(error) or "connect timed out", request=request) from error
             raise httpx.ConnectError(str(error), request=request) from error
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return connection, False
+        return connection
 
     def _ssl_context(self) -> ssl.SSLContext:
         with self._lock:
@@ -206,11 +179,9 @@ def _usable(connection: http.client.HTTPConnection) -> bool:
     sock = connection.sock
     if sock is None:
         return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
+    poller = select.poll()  # not select(): it fails on descriptors above 1023, and a busy service has them
+    poller.register(sock, select.POLLIN)
+    return not poller.poll(0)
 
 
 def _mapped(error: Exception, request: httpx.Request, *, writing: bool) -> httpx.TransportError:

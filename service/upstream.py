@@ -3,7 +3,8 @@
 `OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
 client, TLS context and connection pool (about 19 ms of CPU on the event loop, and a new TCP/TLS
 handshake per request). Instead each run's client gets a `RunTransport`: a thin view of the
-shared pool. Keys never mix because the key is a header of each request, not of a connection.
+shared pool (`service/http11.py`). Keys never mix because the key is a header of each request, not
+of a connection.
 
 The view also lets a cancelled run cut its upstream response at once: `abort()` shuts the
 socket down, which wakes a worker thread blocked reading a stalled stream. A lock makes sure

@@ -160,13 +160,17 @@ def test_a_response_closed_before_its_end_closes_its_connection(
 def test_an_idle_connection_the_server_dropped_is_replaced(
     serve: Callable[[Reply], ScriptedServer], client: httpx.Client
 ) -> None:
+    dropped = threading.Event()
+
     def reply(conn: socket.socket, n: int) -> None:
         conn.sendall(sized(b"answer"))
         conn.shutdown(socket.SHUT_RDWR)  # a keep-alive timeout on the server's side, without notice
+        dropped.set()
 
     server = serve(reply)
     assert client.get(f"{server.url}/a").content == b"answer"
-    assert client.get(f"{server.url}/b").content == b"answer"  # found dead before use, or retried once
+    assert dropped.wait(5)
+    assert client.get(f"{server.url}/b").content == b"answer"  # the pool saw the close: a new connection
     assert server.accepted == 2
 
 
