@@ -49,13 +49,17 @@ def _free_port() -> int:
         return port
 
 
+# The CPUs this run may use, taken before main() pins this process to one of them.
+ALL_CPUS = sorted(os.sched_getaffinity(0))
+
+
 def _cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
+    return ALL_CPUS
 
 
 def _pin(pid: int, cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(pid, {cpu})
+    """To one CPU, or (None) to all of them: a child starts with this process's affinity, not all CPUs."""
+    os.sched_setaffinity(pid, {cpu} if cpu is not None else ALL_CPUS)
 
 
 @contextlib.contextmanager
@@ -273,15 +277,18 @@ def concurrent_burst(args: argparse.Namespace, cpus: tuple[int | None, int | Non
 
 @scenario("throughput")
 def throughput(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
-    """An instant upstream: tokens per second through one process, and the service's CPU per token."""
+    """An instant upstream: tokens per second through one process, and the service's CPU per token.
+
+    With 2 workers nothing is pinned, this client included: the workers get every CPU, as a 2-worker
+    deployment would, and a client pinned to a CPU a busy worker shares answers late and starves both.
+    """
     out: dict[str, Any] = {}
     for workers in (1,) if args.quick else (1, 2):
         tokens = 200 if args.quick else 1000
-        clients, requests = 20, 40 if args.quick else 200
+        clients, requests = (20, 40) if args.quick else (40, 400)
         stack = Stack(Upstream(tokens=tokens, token_delay_ms=0), {"HAYSTREAM_MAX_STREAMS": "400"}, workers)
-        # With 2 workers the service gets both CPUs, as a 2-worker deployment would.
         pin = cpus if workers == 1 else (None, None)
-        with stack.run(pin) as running:
+        with stack.run(pin) as running, _client_on(ALL_CPUS if workers > 1 else None):
             asyncio.run(running.load(clients, 20, direct=False))
             for direct in (True, False):
                 cpu0 = cpu_seconds(running.service_pid)
@@ -294,9 +301,24 @@ def throughput(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
                 row["tokens_per_s"] = round(exact / wall)
                 if not direct:
                     row["service_cpu_us_per_token"] = round(cpu / max(exact, 1) * 1e6, 1)
+                    row["service_cpus_busy"] = round(cpu / wall, 2)
                     row["events_per_request"] = round(statistics.mean(len(r.token_times) for r in results), 1)
                 out[f"{workers}w_{'upstream' if direct else 'service'}"] = row
+    if "2w_service" in out:
+        out["2w_over_1w"] = round(out["2w_service"]["tokens_per_s"] / out["1w_service"]["tokens_per_s"], 2)
     return out
+
+
+@contextlib.contextmanager
+def _client_on(cpus: list[int] | None) -> Iterator[None]:
+    """Run this process (the load client) on `cpus` for a while (None: leave it where it is)."""
+    before = os.sched_getaffinity(0)
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 @scenario("memory")
