@@ -220,13 +220,26 @@ def summarize(results: list[StreamResult]) -> dict[str, Any]:
 
 async def both(running: Running, clients: int, requests: int, ramp: float = 0.0) -> dict[str, Any]:
     direct = summarize(await running.load(clients, requests, direct=True, ramp=ramp))
-    cpu = cpu_seconds(running.service_pid)
+    cpu, collections = cpu_seconds(running.service_pid), gc_collections(running.service_port)
     results = await running.load(clients, requests, direct=False, ramp=ramp)
     cpu = cpu_seconds(running.service_pid) - cpu
     service = summarize(results)
     tokens = running.upstream.tokens * (service["requests"] - service["errors"])
     service["cpu_us_per_token"] = round(cpu / max(tokens, 1) * 1e6, 1)
+    after = gc_collections(running.service_port)
+    service["gc_collections"] = {generation: after[generation] - collections.get(generation, 0) for generation in after}
     return {"upstream": direct, "service": service}
+
+
+def gc_collections(port: int) -> dict[str, int]:
+    """The service's garbage collections so far, by generation, from its /metrics."""
+    text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith('python_gc_collections_total{generation="'):
+            name, value = line.rsplit(" ", 1)
+            counts[name.split('"')[1]] = int(float(value))
+    return counts
 
 
 Scenario = Callable[[argparse.Namespace, tuple[int | None, int | None]], dict[str, Any]]

@@ -22,7 +22,7 @@ from service.conversations import Conversations
 from service.cors import add_cors
 from service.deps import ServiceState
 from service.errors import InvalidRequest
-from service.gc_policy import settle_heap
+from service.gc_policy import IdleCollector, settle_heap
 from service.guard import InputGuard
 from service.limits import BodyLimit
 from service.logs import configure_logging
@@ -68,7 +68,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         loop.set_default_executor(pool)
         upstream = UpstreamPool(settings.upstream_connections)
         meters = ServiceMetrics()
-        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters)
+        collector = IdleCollector.for_process()
+        registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters, collector)
         meters.watch(live_gauges(registry, upstream, pool, loop), loop)
         answers = _answers(settings)
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
@@ -86,6 +87,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             await registry.wait_idle(TEARDOWN_WAIT)
             pool.shutdown(wait=False, cancel_futures=True)
             upstream.close()
+            if collector is not None:
+                collector.close()
             answers.conversations.clear()
             meters.close()
 

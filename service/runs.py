@@ -17,6 +17,7 @@ from haystack import AsyncPipeline
 from service.bridge import StreamBridge
 from service.collector import ChunkCollector, Failed, Finished, QueueItem
 from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete
+from service.gc_policy import IdleCollector
 from service.logs import failure_fields
 from service.metrics import ServiceMetrics
 from service.upstream import RunTransport, UpstreamPool
@@ -133,12 +134,18 @@ def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
 
 class RunRegistry:
     def __init__(
-        self, max_streams: int, upstream: UpstreamPool, queue_size: int, metrics: ServiceMetrics | None = None
+        self,
+        max_streams: int,
+        upstream: UpstreamPool,
+        queue_size: int,
+        metrics: ServiceMetrics | None = None,
+        collector: IdleCollector | None = None,
     ) -> None:
         self.max_streams = max_streams
         self.upstream = upstream
         self.queue_size = queue_size
         self.metrics = metrics
+        self.collector = collector  # told when runs start and when the last one ends
         self.runs: dict[str, Run] = {}
 
     @property
@@ -155,10 +162,14 @@ class RunRegistry:
             raise CapacityExceeded
         run = Run(self, self.queue_size)
         self.runs[run.id] = run
+        if self.collector is not None:
+            self.collector.busy()
         return run
 
     def release(self, run: Run) -> None:
         self.runs.pop(run.id, None)
+        if not self.runs and self.collector is not None:
+            self.collector.idle()
 
     def cancel_all(self) -> None:
         for run in list(self.runs.values()):
