@@ -63,3 +63,18 @@ def test_demo_mode_answers_from_the_sample_documents(demo_process: str) -> None:
     answer = httpx.post(f"{demo_process}/chat", json=body, headers={"Accept": "application/json"}, timeout=30).json()
     assert answer["sources"][0]["file"] == "honeybees.md"
     assert answer["finish_reason"] == "stop"
+
+
+def test_the_served_process_collects_fully_once_idle(demo_process: str) -> None:
+    """The put-off full collection (service/gc_policy.py) runs once the last run has ended."""
+    before = _full_collections(demo_process)
+    response = httpx.post(f"{demo_process}/chat", json={"query": "Hello?", "api_key": "anything"}, timeout=30)
+    assert parse_sse(response.text).events[-1].event == "end"
+    wait_until(lambda: _full_collections(demo_process) > before, timeout=10, message="a full collection")
+
+
+def _full_collections(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith('python_gc_collections_total{generation="2"}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no generation-2 count in /metrics")
