@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import bench.handoff
+import bench.transport
 
 
 def test_the_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
@@ -27,4 +28,11 @@ def test_the_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
 def test_the_hand_off_comparison_runs() -> None:
     figures = bench.handoff.main()
     assert set(figures) == {"run_coroutine_threadsafe", "call_soon"}
+    assert all(value > 0 for value in figures.values())
+
+
+def test_the_transport_comparison_runs() -> None:
+    figures = bench.transport.main(tokens=20)
+    layers = ("body", "OpenAIGenerator.run")
+    assert set(figures) == {f"{name} {layer}" for name in ("httpx", "http11") for layer in layers}
     assert all(value > 0 for value in figures.values())
