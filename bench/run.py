@@ -99,13 +99,20 @@ def _children(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children (uvicorn workers)."""
-    total = 0.0
-    for each in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{each}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(_stat_cpu(f"/proc/{each}/stat") for each in [pid, *_children(pid)])
+
+
+def loop_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a one-worker service's main thread: its event loop (the rest is pool threads)."""
+    return _stat_cpu(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _stat_cpu(path: str) -> float:
+    with contextlib.suppress(OSError):
+        with open(path) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def rss_kib(pid: int) -> int:
@@ -220,12 +227,14 @@ def summarize(results: list[StreamResult]) -> dict[str, Any]:
 
 async def both(running: Running, clients: int, requests: int, ramp: float = 0.0) -> dict[str, Any]:
     direct = summarize(await running.load(clients, requests, direct=True, ramp=ramp))
-    cpu, collections = cpu_seconds(running.service_pid), gc_collections(running.service_port)
+    pid = running.service_pid
+    cpu, loop, collections = cpu_seconds(pid), loop_cpu_seconds(pid), gc_collections(running.service_port)
     results = await running.load(clients, requests, direct=False, ramp=ramp)
-    cpu = cpu_seconds(running.service_pid) - cpu
+    cpu, loop = cpu_seconds(pid) - cpu, loop_cpu_seconds(pid) - loop
     service = summarize(results)
     tokens = running.upstream.tokens * (service["requests"] - service["errors"])
     service["cpu_us_per_token"] = round(cpu / max(tokens, 1) * 1e6, 1)
+    service["loop_cpu_share"] = round(loop / cpu, 2) if cpu else None
     after = gc_collections(running.service_port)
     service["gc_collections"] = {generation: after[generation] - collections.get(generation, 0) for generation in after}
     return {"upstream": direct, "service": service}
@@ -261,6 +270,17 @@ def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None
         asyncio.run(running.load(1, 5, direct=False))  # warm up
         out = asyncio.run(both(running, 1, 20 if args.quick else 200))
     out["added_ttft_p50_ms"] = round(out["service"]["ttft_p50_ms"] - out["upstream"]["ttft_p50_ms"], 2)
+    return out
+
+
+@scenario("request")
+def per_request(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """1 client, sequential one-token answers: what a request costs the service, apart from its tokens."""
+    with Stack(Upstream(tokens=1, token_delay_ms=0)).run(cpus) as running:
+        asyncio.run(running.load(1, 20, direct=False))  # warm up
+        out = asyncio.run(both(running, 1, 50 if args.quick else 1000))
+    service = out["service"]
+    service["cpu_ms_per_request"] = round(service.pop("cpu_us_per_token") / 1000, 3)  # one token each
     return out
 
 
