@@ -284,8 +284,10 @@ def per_request(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -
     return out
 
 
-def _concurrent(args: argparse.Namespace, cpus: tuple[int | None, int | None], ramp: float) -> dict[str, Any]:
-    clients = 20 if args.quick else 200
+def _concurrent(
+    args: argparse.Namespace, cpus: tuple[int | None, int | None], ramp: float, clients: int = 200
+) -> dict[str, Any]:
+    clients = 20 if args.quick else clients
     tokens = 20 if args.quick else 100
     with Stack(Upstream(tokens=tokens, token_delay_ms=20), {"HAYSTREAM_MAX_STREAMS": "400"}).run(cpus) as running:
         asyncio.run(running.load(10, 10, direct=False))
@@ -294,6 +296,12 @@ def _concurrent(args: argparse.Namespace, cpus: tuple[int | None, int | None], r
     out["stream_p99_ratio"] = round(svc["stream_p99_ms"] / up["stream_p99_ms"], 3)
     out["gap_p99_added_ms"] = round(svc["gap_p99_ms"] - up["gap_p99_ms"], 2)
     return out
+
+
+@scenario("c100")
+def half_the_streams(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """The same streams with 100 clients (5,000 tokens/s): where one CPU still keeps up."""
+    return _concurrent(args, cpus, ramp=2.0, clients=100)
 
 
 @scenario("c200")
