@@ -53,10 +53,6 @@ def _free_port() -> int:
 ALL_CPUS = sorted(os.sched_getaffinity(0))
 
 
-def _cpus() -> list[int]:
-    return ALL_CPUS
-
-
 def _pin(pid: int, cpu: int | None) -> None:
     """To one CPU, or (None) to all of them: a child starts with this process's affinity, not all CPUs."""
     os.sched_setaffinity(pid, {cpu} if cpu is not None else ALL_CPUS)
@@ -454,7 +450,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
-    cpus = _cpus()
+    cpus = ALL_CPUS
     pins: tuple[int | None, int | None] = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
     if pins[1] is not None:
         _pin(os.getpid(), pins[1])

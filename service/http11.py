@@ -58,15 +58,21 @@ class HTTP11Transport(httpx.BaseTransport):
             for name, value in request.headers.raw:
                 connection.putheader(name, value)
             connection.endheaders(request.read() or None)
+            connection.sock.settimeout(timeouts.get("read"))
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             raise _mapped(error, request, writing=True) from error
+        except BaseException:
+            connection.close()
+            raise
         try:
-            connection.sock.settimeout(timeouts.get("read"))
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             raise _mapped(error, request, writing=False) from error
+        except BaseException:
+            connection.close()
+            raise
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.getheaders()]
         extensions = {
             "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
@@ -149,7 +155,7 @@ class _ResponseBody(httpx.SyncByteStream):
                 yield data
         except (OSError, http.client.HTTPException, ValueError) as error:
             raise _mapped(error, self._request, writing=False) from error
-        if self._response.length:  # http.client ends a body cut short of its Content-Length quietly
+        if self._response.length and self._request.method != "HEAD":  # http.client ends a cut body quietly
             raise httpx.RemoteProtocolError("the upstream closed before the whole body arrived", request=self._request)
         self._complete = True
 
