@@ -259,12 +259,17 @@ def scenario(name: str) -> Callable[[Scenario], Scenario]:
     return register
 
 
+def _one_client(cpus: tuple[int | None, int | None], upstream: Upstream, requests: int) -> dict[str, Any]:
+    """1 client, sequential requests, after a short warm-up."""
+    with Stack(upstream).run(cpus) as running:
+        asyncio.run(running.load(1, 20, direct=False))
+        return asyncio.run(both(running, 1, requests))
+
+
 @scenario("ttft1")
 def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
     """1 client, sequential requests: the time to first token the service adds."""
-    with Stack(Upstream(tokens=20, token_delay_ms=5)).run(cpus) as running:
-        asyncio.run(running.load(1, 5, direct=False))  # warm up
-        out = asyncio.run(both(running, 1, 20 if args.quick else 200))
+    out = _one_client(cpus, Upstream(tokens=20, token_delay_ms=5), 20 if args.quick else 200)
     out["added_ttft_p50_ms"] = round(out["service"]["ttft_p50_ms"] - out["upstream"]["ttft_p50_ms"], 2)
     return out
 
@@ -272,9 +277,7 @@ def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None
 @scenario("request")
 def per_request(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
     """1 client, sequential one-token answers: what a request costs the service, apart from its tokens."""
-    with Stack(Upstream(tokens=1, token_delay_ms=0)).run(cpus) as running:
-        asyncio.run(running.load(1, 20, direct=False))  # warm up
-        out = asyncio.run(both(running, 1, 50 if args.quick else 1000))
+    out = _one_client(cpus, Upstream(tokens=1, token_delay_ms=0), 50 if args.quick else 1000)
     service = out["service"]
     service["cpu_ms_per_request"] = round(service.pop("cpu_us_per_token") / 1000, 3)  # one token each
     return out
