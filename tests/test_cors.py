@@ -82,6 +82,17 @@ async def test_a_request_from_an_allowed_origin_can_read_retry_after(cors_client
     assert "Origin" in response.headers.get_list("vary")
 
 
+async def test_a_body_too_large_still_tells_an_allowed_origin_why(
+    cors_client: httpx.AsyncClient, make_settings: SettingsFactory
+) -> None:
+    """Without CORS headers a page would see a network error, not the 413's `body_too_large`."""
+    body = b'{"query": "' + b"x" * make_settings().max_body_bytes + b'"}'
+    headers = {"origin": ALLOWED, "content-type": "application/json"}
+    response = await cors_client.post("/chat", content=body, headers=headers)
+    assert response.status_code == 413
+    assert cors_headers(response)["access-control-allow-origin"] == ALLOWED
+
+
 async def test_no_origins_means_no_cors(asgi_client: httpx.AsyncClient) -> None:
     preflight = await asgi_client.options("/chat", headers={"origin": ALLOWED} | PREFLIGHT)
     assert preflight.status_code == 405 and cors_headers(preflight) == {}
