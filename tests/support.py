@@ -1,14 +1,18 @@
 """Test helpers: a real uvicorn server on an unused port, and an SSE parser that keeps what it saw."""
 
+import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -63,6 +67,15 @@ def wait_until(condition: Callable[[], object], timeout: float = 5.0, message: s
     """Poll with a deadline; the failure says what was awaited."""
     if not _wait(condition, timeout):
         raise AssertionError(f"timed out waiting for {message}")
+
+
+async def until(condition: Callable[[], object], within: float = 5.0, message: str = "condition") -> None:
+    """`wait_until` for a coroutine: polls without blocking the event loop."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -147,6 +160,11 @@ def parse_sse(text: str) -> SSEParser:
     return parser
 
 
+def text_of(events: Iterable[SSEEvent]) -> str:
+    """The answer's text: the `data` events' payloads, joined."""
+    return "".join(event.json() for event in events if event.event == "data")
+
+
 class LiveStream:
     """A client reading `POST /chat` (or another stream) event by event, that can walk away at any point."""
 
@@ -201,3 +219,69 @@ def stop_process(process: "subprocess.Popen[bytes]", timeout: float) -> None:
         process.kill()
         process.wait(5)
         raise
+
+
+@dataclass
+class ServiceProcess:
+    """A `python -m service` process, its base URL and the file its output goes to."""
+
+    process: "subprocess.Popen[bytes]"
+    url: str
+    log: Path
+
+    def terminate(self) -> float:
+        """Send SIGTERM; returns when it was sent."""
+        sent = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        return sent
+
+    def exit_code_by(self, deadline: float) -> int:
+        try:
+            return self.process.wait(max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the service was still running at the deadline\n{self.log.read_text()}") from None
+
+
+@contextmanager
+def run_service_process(
+    *args: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready: str = "/healthz",
+    start_timeout: float = 30,
+    stop_timeout: float = 15,
+    kill_on_exit: bool = False,
+) -> Iterator[ServiceProcess]:
+    """`python -m service ARGS --port PORT` with `env` added; yields once `ready` answers 200.
+
+    A process that dies on start fails the test with its log. On exit it is sent SIGTERM and given
+    `stop_timeout` s (see `stop_process`), or, with `kill_on_exit` (for tests that stop it
+    themselves), killed if it is still running.
+    """
+    port = unused_port()
+    log = log_dir / f"service-{port}.log"
+    command = [sys.executable, "-m", "service", *args, "--port", str(port)]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, env=os.environ | dict(env), stdout=output, stderr=subprocess.STDOUT)
+    service = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
+    try:
+        wait_until(
+            lambda: process.poll() is not None or _answers(service.url + ready),
+            start_timeout,
+            message=f"the service to answer {ready}",
+        )
+        assert process.poll() is None, f"the service exited on start:\n{log.read_text()}"
+        yield service
+    finally:
+        if kill_on_exit:
+            process.kill()
+            process.wait(5)
+        else:
+            stop_process(process, stop_timeout)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

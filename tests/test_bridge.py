@@ -2,18 +2,12 @@
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
 
 from service.bridge import StreamBridge
 from service.errors import RunCancelled
-
-
-async def _until(condition: Callable[[], bool], deadline: float = 5.0) -> None:
-    async with asyncio.timeout(deadline):
-        while not condition():
-            await asyncio.sleep(0.001)
+from tests.support import until
 
 
 def _bridge(maxsize: int = 1, max_pending: int = 64) -> tuple[StreamBridge, "asyncio.Queue[list[object]]"]:
@@ -60,7 +54,8 @@ async def test_chunks_waiting_behind_a_hand_off_go_together() -> None:
         bridge(3)
 
     await asyncio.to_thread(bridge, 0)
-    await _until(queue.full)  # the loop has taken the first hand-off: the queue now holds [0]
+    # The loop has taken the first hand-off: the queue now holds [0].
+    await until(queue.full, message="the queue to fill")
     await asyncio.to_thread(produce)
     flush = asyncio.ensure_future(bridge.flush())
     batches: list[list[object]] = []
@@ -88,7 +83,7 @@ async def test_a_reader_that_falls_behind_holds_the_producer_back() -> None:
         await bridge.flush()
 
     task = asyncio.ensure_future(run())
-    await _until(lambda: len(returned) >= 4)
+    await until(lambda: len(returned) >= 4, message="four chunks handed over")
     await asyncio.sleep(0.05)  # room for a runaway producer to show itself; not a synchronisation point
     # At most one batch queued and one in flight (each up to max_pending) and max_pending - 1 waiting.
     assert len(returned) <= 3 + 3 + 2, returned
@@ -111,8 +106,8 @@ async def test_cancel_wakes_a_blocked_producer_and_refuses_more() -> None:
             outcome.append(error)
 
     task = asyncio.ensure_future(asyncio.to_thread(produce))
-    await _until(first_done.is_set)
-    await _until(lambda: queue.full())
+    await until(first_done.is_set, message="the first chunk handed over")
+    await until(queue.full, message="the queue to fill")
     bridge.cancel()
     await asyncio.wait_for(task, 5)
     assert len(outcome) == 1
@@ -134,7 +129,7 @@ async def test_a_waiting_chunk_goes_as_soon_as_the_hand_off_is_free() -> None:
     so a stalled or slow upstream held back text the client should already have had."""
     bridge, queue = _bridge(maxsize=1)
     await asyncio.to_thread(bridge, 0)
-    await _until(queue.full)
+    await until(queue.full, message="the queue to fill")
     await asyncio.to_thread(bridge, 1)  # in flight behind the full queue
     await asyncio.to_thread(bridge, 2)  # waits behind it; no chunk comes after, and no flush
     received: list[object] = []

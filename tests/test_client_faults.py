@@ -6,7 +6,6 @@ send timeout are exercised over real loopback sockets, not simulated.
 
 import logging
 import socket
-import threading
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
 from tests.probes import Baseline, Settled, raw_chat, read_until
-from tests.support import LiveStream, parse_sse
+from tests.support import LiveStream, parse_sse, text_of
 
 KEY = "sk-clients-SENTINEL-41e0c2"
 QUERY = "Will you notice when I leave?"
@@ -33,7 +32,7 @@ def fast(**overrides: Any) -> Behaviour:
 def full_answer(service: LiveService) -> None:
     events = parse_sse(service.client.post("/chat", json=body()).text).events
     assert events[-1].event == "end"
-    assert "".join(e.json() for e in events if e.event == "data") == expected_text(QUERY, fast())
+    assert text_of(events) == expected_text(QUERY, fast())
 
 
 @pytest.fixture
@@ -120,17 +119,18 @@ def test_a_reader_that_stops_reading_is_dropped_after_the_send_timeout(
     sock = raw_chat(service.url, body(), rcvbuf=4096)
     try:
         read_until(sock, b"event: metadata")
-        started = time.monotonic()
         record = upstream_server.wait_for_requests(2)[1]
         # Never read again. Without backpressure the upstream would send all 64 MiB in well under a second.
         assert record.closed.wait(10), "a stuck reader's run was never cancelled"
-        waited = time.monotonic() - started
         assert record.client_gone and not record.completed
         assert record.tokens_sent < total // 4, f"{record.tokens_sent} of {total} tokens left the upstream"
-        assert waited >= 1.0, f"dropped after {waited:.2f} s, before the send timeout"
         settled.check()
         assert settled.spy.runs[-1].outcome == "client_gone"
-        assert any(r.name == "service.watchdog" and r.levelno == logging.WARNING for r in caplog.records)
+        # Dropped by the send timeout (not some other way), which says so:
+        drops = [r for r in caplog.records if r.name == "service.watchdog" and r.levelno == logging.WARNING]
+        assert [(r.getMessage(), r.send_timeout) for r in drops] == [  # type: ignore[attr-defined]
+            ("client stopped reading; dropping the stream", 1)
+        ]
     finally:
         sock.close()
     upstream_server.behaviour = fast()
@@ -152,7 +152,7 @@ def test_hundreds_of_clients_leaving_at_once(live_service: LiveFactory, upstream
             read_until(sock, b"event: data")
         assert service.state.registry.active == count
         assert upstream_server.open_connections >= count
-        peak_threads = threading.active_count()
+        assert service.state.pool.busy == count, "each stream holds a pool thread while it streams"
     finally:
         for sock in socks:  # all at once
             sock.close()
@@ -161,6 +161,5 @@ def test_hundreds_of_clients_leaving_at_once(live_service: LiveFactory, upstream
     records = upstream_server.requests[1:]
     assert len(records) == count
     assert all(record.closed.wait(5) and record.client_gone for record in records)
-    assert peak_threads > baseline.threads
     upstream_server.behaviour = fast()
     full_answer(service)

@@ -7,7 +7,7 @@ import pytest
 from service.conversations import ID_PATTERN, Conversations
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
-from tests.support import LiveStream, parse_sse, wait_until
+from tests.support import LiveStream, parse_sse, text_of, wait_until
 
 KEY = "sk-conversations-SENTINEL-7d1f"
 FAST = Behaviour(tokens=None, first_token_delay=0.0, token_delay=0.0)
@@ -19,7 +19,7 @@ def ask(service: LiveService, query: str, conversation_id: str) -> tuple[dict[st
     assert response.status_code == 200, response.text
     events = parse_sse(response.text).events
     assert events[-1].event == "end", events[-1]
-    return events[0].json(), "".join(e.json() for e in events if e.event == "data"), events[-1].json()
+    return events[0].json(), text_of(events), events[-1].json()
 
 
 def history(service: LiveService, conversation_id: str) -> list[dict[str, str]]:

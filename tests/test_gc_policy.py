@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from service.gc_policy import IdleCollector
+from tests.support import until
 
 
 def test_the_served_app_freezes_its_start_up_heap_and_collects_fully_less_often() -> None:
@@ -22,7 +23,7 @@ def test_the_served_app_freezes_its_start_up_heap_and_collects_fully_less_often(
     assert collects_when_idle == "True"
 
 
-def test_an_app_built_without_settling_leaves_the_collector_alone() -> None:
+def test_a_process_that_never_settled_has_no_idle_collector() -> None:
     assert IdleCollector.for_process() is None  # this test process never settled its heap
 
 
@@ -46,9 +47,7 @@ async def test_a_full_collection_runs_once_the_service_has_been_idle() -> None:
         await asyncio.sleep(0.05)
         assert full == []
         collector.idle()
-        async with asyncio.timeout(5):
-            while not full:
-                await asyncio.sleep(0.01)
+        await until(lambda: full, message="the full collection")
         assert len(full) == 1
     finally:
         collector.close()

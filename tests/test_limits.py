@@ -90,5 +90,7 @@ def test_the_limit_is_bounded_and_must_hold_the_longest_query() -> None:
 
 async def test_the_openapi_document_lists_every_refusal(asgi_client: httpx.AsyncClient) -> None:
     """Regression: /openapi.json answered 500 (FastAPI could not find the SSE response's status code)."""
-    document = (await asgi_client.get("/openapi.json")).json()
+    response = await asgi_client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
     assert {"200", "400", "413", "415", "422", "503"} <= set(document["paths"]["/chat"]["post"]["responses"])

@@ -80,8 +80,11 @@ def _json(record: logging.LogRecord) -> dict[str, object]:
 
 
 def test_json_lines_carry_the_standard_fields_the_extras_and_the_run_id() -> None:
-    current_run_id.set("run_json")
-    entry = _json(_record("run ended", outcome="completed", chunks=3, ttft_ms=None))
+    token = current_run_id.set("run_json")
+    try:
+        entry = _json(_record("run ended", outcome="completed", chunks=3, ttft_ms=None))
+    finally:
+        current_run_id.reset(token)  # a sync test runs in the main context: the id would outlive it
     assert str(entry.pop("time")).endswith("+00:00")
     assert entry == {
         "level": "INFO",

@@ -9,32 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import parse_sse, stop_process, unused_port, wait_until
+from tests.support import parse_sse, run_service_process, text_of, unused_port, wait_until
 
 
 @pytest.fixture
 def demo_process(tmp_path: Path) -> Iterator[str]:
-    port = unused_port()
-    env = os.environ | {"HAYSTREAM_DEMO_TOKEN_DELAY": "0", "HAYSTREAM_DEMO_FIRST_TOKEN_DELAY": "0"}
-    log = tmp_path / "service.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--demo", "--port", str(port)], env=env, stdout=output, stderr=output
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _up(url) or process.poll() is not None, timeout=30, message="the service to listen")
-        assert process.poll() is None, log.read_text()
-        yield url
-    finally:
-        stop_process(process, 15)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    env = {"HAYSTREAM_DEMO_TOKEN_DELAY": "0", "HAYSTREAM_DEMO_FIRST_TOKEN_DELAY": "0"}
+    with run_service_process("--demo", env=env, log_dir=tmp_path) as service:
+        yield service.url
 
 
 def test_demo_mode_answers_offline_and_says_so(demo_process: str) -> None:
@@ -44,7 +26,7 @@ def test_demo_mode_answers_offline_and_says_so(demo_process: str) -> None:
     assert metadata["demo"] is True
     assert metadata["model"] == "demo"
     assert "demo model" in metadata["notice"]
-    text = "".join(e.json() for e in events if e.event == "data")
+    text = text_of(events)
     assert "demo model" in text
     assert "Hello?" in text
     assert events[-1].event == "end"

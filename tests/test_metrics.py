@@ -1,9 +1,6 @@
 """`GET /metrics`: names, labels and values after real runs, and nothing a caller sent."""
 
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +13,7 @@ from service.demo_model import Behaviour, DemoModelServer
 from service.errors import ErrorType
 from service.metrics import Outcome, ServiceMetrics
 from tests.conftest import LiveFactory
-from tests.support import LiveStream, parse_sse, stop_process, unused_port, wait_until
+from tests.support import LiveStream, parse_sse, run_service_process, wait_until
 
 KEY = "sk-metrics-SENTINEL-0c9d"
 QUERY = "QUERY-SENTINEL what is in the metrics?"
@@ -151,30 +148,16 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     directory = tmp_path / "prometheus"
     directory.mkdir()
     (directory / "counter_999999.db").write_bytes(b"stale")  # left by an earlier run: must be wiped
-    port = unused_port()
-    env = os.environ | {
+    env = {
         "PROMETHEUS_MULTIPROC_DIR": str(directory),
         "HAYSTREAM_DEMO_TOKEN_DELAY": "0",
         "HAYSTREAM_DEMO_FIRST_TOKEN_DELAY": "0.2",
     }
-    log = tmp_path / "service.log"
-    command = [sys.executable, "-m", "service", "--demo", "--workers", "2", "--port", str(port)]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=output)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _up(url) or process.poll() is not None, timeout=60, message="two workers to listen")
-        assert process.poll() is None, log.read_text()
-        yield url, directory
-    finally:
-        stop_process(process, 20)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    args = ("--demo", "--workers", "2")
+    with run_service_process(
+        *args, env=env, log_dir=tmp_path, ready="/readyz", start_timeout=60, stop_timeout=20
+    ) as service:
+        yield service.url, directory
 
 
 def test_multiprocess_mode_sums_counters_across_workers(two_workers: tuple[str, Path]) -> None:

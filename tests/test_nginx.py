@@ -15,7 +15,7 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveService, SettingsFactory
 from tests.nginx import AS_SHIPPED, Tweaks, nginx_in_front
-from tests.support import LiveStream, SSEParser, run_server, wait_until
+from tests.support import LiveStream, SSEParser, run_server, text_of, wait_until
 
 QUERY = "What is streaming?"
 BODY = {"query": QUERY, "api_key": "sk-nginx-SENTINEL-77a1"}
@@ -66,8 +66,7 @@ def test_the_answer_streams_through_nginx_exactly(behind_nginx: ProxyFactory, up
             parser.feed(text)
     names = [event.event for event in parser.events]
     assert names[0] == "metadata" and names[-1] == "end"
-    text = "".join(event.json() for event in parser.events if event.event == "data")
-    assert text == expected_text(QUERY, upstream_server.behaviour)
+    assert text_of(parser.events) == expected_text(QUERY, upstream_server.behaviour)
 
 
 def test_the_first_event_passes_nginx_before_the_upstream_sends_a_token(
@@ -91,8 +90,7 @@ def test_keepalive_comments_carry_a_slow_first_token_past_nginx_read_timeout(
     assert complete, parser.log
     assert parser.log[0] == "event:metadata" and parser.log[-1] == "event:end", parser.log
     assert "comment:keep-alive" in parser.log[1 : parser.log.index("event:data")], parser.log
-    text = "".join(event.json() for event in parser.events if event.event == "data")
-    assert text == expected_text(QUERY, upstream_server.behaviour)
+    assert text_of(parser.events) == expected_text(QUERY, upstream_server.behaviour)
 
 
 def test_without_keepalives_nginx_cuts_a_slow_first_token_and_the_run_is_cancelled(
