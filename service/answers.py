@@ -46,14 +46,13 @@ class Answer:
     query: str = ""
     conversation: Conversation | None = None
     conversations: Conversations | None = None
-    remember: bool = True
 
     def finished(self, run: Run) -> None:
         """The run completed (its `end` is about to be sent): the whole turn joins its conversation.
 
         Called before `end` goes out, so a client that sends its follow-up on `end` finds the turn stored.
         A run that fails or is cancelled never gets here, so it leaves no half turn behind."""
-        if self.remember and self.conversation and self.conversations and run.reply is not None:
+        if self.conversation and self.conversations and run.reply is not None:
             self.conversations.record_turn(self.conversation.id, self.query, run.reply)
 
 
@@ -82,8 +81,7 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
         return Answer(
             lambda bridge, _: build_refusal_pipeline(refusal, bridge),
             {"query": query},
-            metadata | {"guarded": True},
-            remember=False,
+            metadata | {"guarded": True},  # no conversation given: a refusal joins none
         )
     options = _upstream(settings, api_key)
     inputs: dict[str, Any] = {"query": query, "history": [dict(turn) for turn in history]}

@@ -8,7 +8,7 @@ stream on a 2-core machine. Admission (`RunRegistry`) refuses what the pool cann
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -31,7 +31,7 @@ from service.pool import StreamPool
 from service.routes import chat, conversations, health, metrics, page, runs
 from service.runs import RunRegistry
 from service.runstore import MemoryRunStore
-from service.schemas import ErrorBody
+from service.schemas import error_response
 from service.settings import Settings
 from service.shutdown import drain_on_signals
 from service.upstream import UpstreamPool
@@ -104,39 +104,32 @@ def _answers(settings: Settings) -> Context:
     return Context(settings, conversations, documents, InputGuard(settings.blocked_terms))
 
 
-def _error(
-    status: int,
-    error_type: str,
-    message: str,
-    errors: list[dict[str, str]] | None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    body = ErrorBody(type=error_type, message=message, retryable=False, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
-
-
 async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors, in the service's error shape."""
     if error.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
         message = "body: could not be parsed as UTF-8 JSON"
-        return _error(400, "invalid_json", message, [{"field": "body", "message": "could not be parsed"}])
-    return _error(error.status_code, "http_error", str(error.detail), None, error.headers)
+        return error_response(
+            400, "invalid_json", message, errors=[{"field": "body", "message": "could not be parsed"}]
+        )
+    return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
 
 
 async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
-    return _error(422, "invalid_request", str(error), [{"field": error.field, "message": error.message}])
+    return error_response(422, "invalid_request", str(error), errors=[{"field": error.field, "message": error.message}])
 
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422, minus the echoed input (it may be a key), with fields named plainly."""
     if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
         field = {"field": "content-type", "message": "must be application/json"}
-        return _error(415, "unsupported_media_type", "content-type: must be application/json", [field])
+        return error_response(415, "unsupported_media_type", "content-type: must be application/json", errors=[field])
     fields = [_field_error(detail) for detail in error.errors()]
     if any(detail.get("type") == "json_invalid" for detail in error.errors()):
-        return _error(400, "invalid_json", "body: not valid JSON", [{"field": "body", "message": "not valid JSON"}])
+        return error_response(
+            400, "invalid_json", "body: not valid JSON", errors=[{"field": "body", "message": "not valid JSON"}]
+        )
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
-    return _error(422, "invalid_request", message, fields)
+    return error_response(422, "invalid_request", message, errors=fields)
 
 
 def _is_json(content_type: str) -> bool:

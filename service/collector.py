@@ -13,7 +13,7 @@ and `end` counts upstream chunks, not events.
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,18 +58,17 @@ class ChunkCollector:
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.chunks = 0
-        self._id = 0
         self._texts: list[str] = []
         self.first_chunk_at: float | None = None
         self.error: RunError | None = None
         self.finished = False
 
-    async def events(self) -> AsyncIterator[StreamItem]:
+    async def events(self) -> AsyncGenerator[StreamItem, None]:
         loop = asyncio.get_running_loop()
         self._last_sent = loop.time()
         self._timer = loop.call_later(self._interval, self._tick)
         try:
-            yield Event("metadata", json.dumps(self._metadata), 0)
+            yield Event("metadata", json.dumps(self._metadata))
             while True:
                 item: QueueItem | object = await self._queue.get()
                 self._last_sent = loop.time()
@@ -84,11 +83,11 @@ class ChunkCollector:
                     self.finished = True
                     if self._on_finished is not None:
                         self._on_finished()
-                    yield Event("end", json.dumps(self._end_data(item.meta)), self._next_id())
+                    yield Event("end", json.dumps(self._end_data(item.meta)))
                     return
                 if isinstance(item, Failed):
                     self.error = self._classify(item.error)
-                    yield Event("error", json.dumps(_error_data(self.error)), self._next_id())
+                    yield Event("error", json.dumps(_error_data(self.error)))
                     return
         finally:
             self._timer.cancel()
@@ -99,11 +98,7 @@ class ChunkCollector:
         self.chunks += len(self._texts)
         text = self._texts[0] if len(self._texts) == 1 else "".join(self._texts)
         self._texts.clear()
-        return Event("data", json.dumps(text, ensure_ascii=False), self._next_id())
-
-    def _next_id(self) -> int:
-        self._id += 1
-        return self._id
+        return Event("data", json.dumps(text, ensure_ascii=False))
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()

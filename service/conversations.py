@@ -31,7 +31,6 @@ ID_PATTERN = re.compile(r"conv_[A-Za-z0-9_-]{32}")
 class Conversation:
     id: str
     history: list[dict[str, str]] = field(default_factory=list)  # {"role", "content"}, oldest first
-    new: bool = True
 
     @property
     def turns(self) -> int:
@@ -56,7 +55,7 @@ class Conversations:
         """The conversation `requested` names, or a new one (for `"new"` or an id not known here)."""
         if requested in self._next_number:
             self._next_number.move_to_end(requested)
-            return Conversation(requested, self.messages(requested) or [], new=False)
+            return Conversation(requested, self.messages(requested) or [])
         conversation_id = "conv_" + secrets.token_urlsafe(24)
         self._next_number[conversation_id] = 0
         while len(self._next_number) > self.max_conversations:

@@ -26,6 +26,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from json.encoder import encode_basestring_ascii as json_str  # json.dumps of one str, minus overhead
 from typing import Any
 
@@ -41,19 +42,6 @@ SSE_HEADERS = (
 _BATCH = 64
 _CLOSE_TIMEOUT = 1.0
 _READ_SIZE = 64 * 1024
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    411: "Length Required",
-    413: "Content Too Large",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -82,7 +70,7 @@ def chunk(data: str) -> str:
 
 
 def response_head(status: int, headers: Headers, keep_alive: bool) -> bytes:
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     lines += [f"{name}: {value}" for name, value in headers]
     lines.append(f"Connection: {'keep-alive' if keep_alive else 'close'}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -14,9 +14,5 @@ class InputGuard:
         patterns = [r"\s+".join(map(re.escape, term.split())) for term in terms if term.strip()]
         self._blocked = re.compile(rf"(?<!\w)(?:{'|'.join(patterns)})(?!\w)", re.IGNORECASE) if patterns else None
 
-    @property
-    def enabled(self) -> bool:
-        return self._blocked is not None
-
     def blocks(self, text: str) -> bool:
         return self._blocked is not None and self._blocked.search(text) is not None

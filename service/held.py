@@ -12,10 +12,9 @@ once with a `cancelled` error event. Whatever ends it, the log's last frame is `
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncGenerator, Callable
-from typing import cast
+from collections.abc import Callable
 
-from service.collector import ChunkCollector, StreamItem
+from service.collector import ChunkCollector
 from service.errors import RunTooLong
 from service.replay import EventLog
 from service.runs import Run
@@ -87,7 +86,7 @@ class HeldRun:
 
     async def _write(self) -> None:
         log, collector = self.log, self.collector
-        events = cast(AsyncGenerator[StreamItem, None], collector.events())
+        events = collector.events()
         try:
             async for item in events:
                 if item is None:

@@ -14,7 +14,7 @@ authenticate to this service), except `upstream_timeout` (504) and `rate_limited
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -37,7 +37,9 @@ STATUS_FOR_ERROR: dict[str, int] = {
 
 
 class JSONAnswerResponse(Response):
-    def __init__(self, events: AsyncIterator[StreamItem], on_close: Callable[[], None], retry_after: int) -> None:
+    def __init__(
+        self, events: AsyncGenerator[StreamItem, None], on_close: Callable[[], None], retry_after: int
+    ) -> None:
         self.events = events
         self.on_close = on_close
         self.retry_after = retry_after
@@ -48,9 +50,7 @@ class JSONAnswerResponse(Response):
         try:
             await until_disconnected(collector, receive)
         finally:
-            aclose = getattr(self.events, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.events.aclose()
             self.on_close()  # before answering: a completed turn is remembered by the time the client reads it
         if collector.done() and not collector.cancelled():
             await collector.result()(scope, receive, send)

@@ -13,10 +13,9 @@ its own 400.
 """
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.schemas import ErrorBody
+from service.schemas import error_response
 
 
 class BodyLimit:
@@ -46,14 +45,11 @@ class BodyLimit:
         await self.app(scope, _replay(bytes(body), receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        message = f"body: must be at most {self.max_bytes} bytes"
-        error = ErrorBody(
-            type="body_too_large",
-            message=message,
-            retryable=False,
-            errors=[{"field": "body", "message": f"must be at most {self.max_bytes} bytes"}],
+        limit = f"must be at most {self.max_bytes} bytes"
+        errors = [{"field": "body", "message": limit}]
+        response = error_response(
+            413, "body_too_large", f"body: {limit}", errors=errors, headers={"connection": "close"}
         )
-        response = JSONResponse(error.model_dump(exclude_none=True), 413, headers={"connection": "close"})
         await response(scope, receive, send)
 
 

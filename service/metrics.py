@@ -174,8 +174,7 @@ class ServiceMetrics:
             self._copy_live(loop)
 
     def _copy_live(self, loop: asyncio.AbstractEventLoop) -> None:
-        for gauge in self._live:
-            self._mirror[gauge.name].set(gauge.read())
+        self._set_mirrors()
         self._timer = loop.call_later(MIRROR_INTERVAL, self._copy_live, loop)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
@@ -183,11 +182,14 @@ class ServiceMetrics:
         encode, content_type = choose_encoder(accept or "")
         if not self.multiprocess:
             return encode(self.registry), content_type
-        for gauge in self._live:
-            self._mirror[gauge.name].set(gauge.read())
+        self._set_mirrors()
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
         return encode(merged), content_type
+
+    def _set_mirrors(self) -> None:
+        for gauge in self._live:
+            self._mirror[gauge.name].set(gauge.read())
 
     def close(self) -> None:
         if self._timer is not None:

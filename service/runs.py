@@ -16,7 +16,7 @@ from haystack import AsyncPipeline
 
 from service.bridge import StreamBridge
 from service.collector import ChunkCollector, Failed, Finished, QueueItem
-from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete
+from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, chain
 from service.gc_policy import IdleCollector
 from service.logs import failure_fields
 from service.metrics import ServiceMetrics
@@ -124,12 +124,7 @@ class Run:
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
-    current: BaseException | None = error
-    while current is not None:
-        if isinstance(current, kind):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
+    return any(isinstance(link, kind) for link in chain(error))
 
 
 class RunRegistry:

@@ -44,9 +44,6 @@ class MemoryRunStore:
         self._keys: dict[tuple[bytes, str], str] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
 
-    def __len__(self) -> int:
-        return len(self._runs)
-
     def get(self, run_id: str) -> HeldRun | None:
         return self._runs.get(run_id)
 

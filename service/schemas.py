@@ -1,9 +1,11 @@
 """Request and response bodies."""
 
 import re
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from starlette.responses import JSONResponse
 
 from service.conversations import is_valid_id as is_valid_conversation_id
 
@@ -79,3 +81,17 @@ class ErrorBody(BaseModel):
     message: str
     retryable: bool
     errors: list[dict[str, str]] | None = None
+
+
+def error_response(
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An `ErrorBody` as the JSON response every refusal before a stream is."""
+    body = ErrorBody(type=error_type, message=message, retryable=retryable, errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)

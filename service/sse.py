@@ -10,8 +10,6 @@ Lines are split on CR, LF and CRLF only, never on the other separators `str.spli
 import re
 from typing import NamedTuple
 
-KEEPALIVE = b": keep-alive\n\n"
-
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
 
@@ -38,3 +36,6 @@ def encode(event: Event) -> bytes:
 def comment(text: str) -> bytes:
     """A comment frame; clients ignore it, proxies see traffic."""
     return "".join(f": {line}\n" for line in _LINE_BREAK.split(text)).encode() + b"\n"
+
+
+KEEPALIVE = comment("keep-alive")

@@ -25,7 +25,6 @@ class SendWatchdog:
     def __init__(self, timeout: float | None, on_stall: Callable[[], object]) -> None:
         self.sending = False  # a send is in progress
         self.sent = 0  # sends completed
-        self.fired = False
         self._timeout = timeout
         self._on_stall = on_stall
         self._seen = 0
@@ -55,7 +54,6 @@ class SendWatchdog:
         self._seen = self.sent
         if self._pending_looks > CHECKS:
             self._timer = None
-            self.fired = True
             logger.warning("client stopped reading; dropping the stream", extra={"send_timeout": self._timeout})
             self._on_stall()
         else:

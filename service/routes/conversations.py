@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.deps import StateDep
-from service.schemas import ErrorBody
+from service.schemas import ErrorBody, error_response
 
 router = APIRouter()
 
@@ -34,7 +34,4 @@ async def delete_conversation(conversation_id: str, state: StateDep) -> Response
 
 
 def _not_found() -> JSONResponse:
-    body = ErrorBody(
-        type="not_found", message="No such conversation (it may have been deleted or evicted).", retryable=False
-    )
-    return JSONResponse(body.model_dump(exclude_none=True), 404)
+    return error_response(404, "not_found", "No such conversation (it may have been deleted or evicted).")

@@ -16,7 +16,7 @@ from service.answers import check_pipeline
 from service.deps import StateDep
 from service.held import owner_of
 from service.routes.chat import IdempotencyKey, checked_key, read_run, start_run
-from service.schemas import ChatRequest, ErrorBody
+from service.schemas import ChatRequest, ErrorBody, error_response
 
 router = APIRouter()
 
@@ -89,5 +89,4 @@ async def stop_run(run_id: str, state: StateDep) -> Response:
 
 
 def _not_found() -> JSONResponse:
-    body = ErrorBody(type="run_not_found", message="No such run, or it is no longer held.", retryable=False)
-    return JSONResponse(body.model_dump(exclude_none=True), 404)
+    return error_response(404, "run_not_found", "No such run, or it is no longer held.")
