@@ -111,6 +111,7 @@ class Behaviour:
     fault: str | None = None
     fault_after: int = 0
     stall: float = 3600.0
+    retry_after: int = 1  # the Retry-After seconds of an http_429
     large_chunk_chars: int = 1_000_000
     token_chars: int | None = None  # pad each ``tokens=N`` token to this many characters
     fail_first_n: int | None = None  # the fault hits only the first N requests, then none
@@ -220,8 +221,8 @@ def expected_text(prompt: str, behaviour: Behaviour) -> str:
     return "".join(chunks)
 
 
-def _http_fault(fault: str, record: RequestRecord) -> tuple[int, bytes, Headers]:
-    status = int(fault.removeprefix("http_"))
+def _http_fault(behaviour: Behaviour, record: RequestRecord) -> tuple[int, bytes, Headers]:
+    status = int(str(behaviour.fault).removeprefix("http_"))
     if status == 401:
         message = f"Incorrect API key provided: {record.api_key or ''}"
         return status, error_json(message, "invalid_request_error", "invalid_api_key"), ()
@@ -233,7 +234,7 @@ def _http_fault(fault: str, record: RequestRecord) -> tuple[int, bytes, Headers]
         return status, error_json(message, "invalid_request_error", "model_not_found"), ()
     if status == 429:
         body = error_json("Rate limit reached (demo fault).", "requests", "rate_limit_exceeded")
-        return status, body, (("Retry-After", "1"),)
+        return status, body, (("Retry-After", str(behaviour.retry_after)),)
     message = "The server had an error while processing your request (demo fault)."
     return status, error_json(message, "server_error", None), ()
 
@@ -548,7 +549,7 @@ class DemoModelServer:
         if behaviour.fault == "stall_before_headers":
             await asyncio.sleep(behaviour.stall)
         if behaviour.fault is not None and behaviour.fault.startswith("http_"):
-            status, body, extra = _http_fault(behaviour.fault, chat.record)
+            status, body, extra = _http_fault(behaviour, chat.record)
             conn.write(fixed_response(status, JSON, body, chat.keep_alive, extra))
             await conn.drain()
             return chat.keep_alive

@@ -55,6 +55,11 @@ class RunCancelled(Exception):
     """Raised in the worker thread to stop a generation nobody is reading any more."""
 
 
+class UpstreamCancelled(RunCancelled, openai.OpenAIError):
+    """A cancelled run's request that was not sent. An `OpenAIError`, so the SDK neither retries it
+    (it retries connection errors and timeouts, sending again) nor waits before giving up."""
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         return float(response.headers["retry-after"])

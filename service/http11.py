@@ -10,7 +10,8 @@ body with C-buffered line and block reads in about 17 us. Through the whole `Ope
 What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
 (a request waits for one up to its pool timeout), idle connections reused per origin once checked
 for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with
-httpx's default context, and no retry of its own (the OpenAI SDK's retries apply, as before). What
+httpx's default context, the socket for a caller that may need to cut a request short
+(`on_socket`), and no retry of its own (the OpenAI SDK's retries apply, as before). What
 it does not do: HTTP/2, proxies (httpx ignores `HTTPS_PROXY` for a client given a transport, so the
 service connects directly, as it did before this pool), and request bodies other than bytes in memory.
 """
@@ -20,8 +21,7 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -37,21 +37,32 @@ class HTTP11Transport(httpx.BaseTransport):
         self._ssl = ssl_context
         self._closed = False
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(
+        self, request: httpx.Request, on_socket: Callable[[socket.socket], None] | None = None
+    ) -> httpx.Response:
+        """`on_socket` gets the connection's socket before the request goes out on it (to cut it short)."""
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         if not self._slots.acquire(timeout=timeouts.get("pool")):
             raise httpx.PoolTimeout("no upstream connection became free in time", request=request)
         try:
-            return self._send(request, timeouts)
+            return self._send(request, timeouts, on_socket)
         except BaseException:
             self._slots.release()
             raise
 
-    def _send(self, request: httpx.Request, timeouts: dict[str, float | None]) -> httpx.Response:
+    def _send(
+        self,
+        request: httpx.Request,
+        timeouts: dict[str, float | None],
+        on_socket: Callable[[socket.socket], None] | None,
+    ) -> httpx.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
         connection = self._connection(origin, request, timeouts.get("connect"))
+        writing = True
         try:
+            if on_socket is not None:
+                on_socket(connection.sock)
             connection.sock.settimeout(timeouts.get("write"))
             target = url.raw_path.decode("ascii")
             connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
@@ -59,17 +70,11 @@ class HTTP11Transport(httpx.BaseTransport):
                 connection.putheader(name, value)
             connection.endheaders(request.read() or None)
             connection.sock.settimeout(timeouts.get("read"))
-        except (OSError, http.client.HTTPException) as error:
-            connection.close()
-            raise _mapped(error, request, writing=True) from error
-        except BaseException:
-            connection.close()
-            raise
-        try:
+            writing = False
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise _mapped(error, request, writing=False) from error
+            raise _mapped(error, request, writing=writing) from error
         except BaseException:
             connection.close()
             raise
@@ -77,7 +82,6 @@ class HTTP11Transport(httpx.BaseTransport):
         extensions = {
             "http_version": b"HTTP/1.1" if response.version == 11 else b"HTTP/1.0",
             "reason_phrase": response.reason.encode("latin-1", "replace"),
-            "network_stream": _NetworkStream(connection.sock),
         }
         stream = _ResponseBody(self, origin, connection, response, request)
         return httpx.Response(response.status, headers=headers, stream=stream, extensions=extensions)
@@ -155,7 +159,7 @@ class _ResponseBody(httpx.SyncByteStream):
                 yield data
         except (OSError, http.client.HTTPException, ValueError) as error:
             raise _mapped(error, self._request, writing=False) from error
-        if self._response.length and self._request.method != "HEAD":  # http.client ends a cut body quietly
+        if self._response.length:  # http.client ends a body cut short of its Content-Length quietly
             raise httpx.RemoteProtocolError("the upstream closed before the whole body arrived", request=self._request)
         self._complete = True
 
@@ -169,16 +173,6 @@ class _ResponseBody(httpx.SyncByteStream):
         if not reusable:
             connection.close()
         self._pool._give_back(self._origin, connection if reusable else None)
-
-
-class _NetworkStream:
-    """What `RunTransport` asks of httpcore's network stream: the socket, to shut it down on cancel."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._socket = sock
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._socket if info == "socket" else None
 
 
 def _usable(connection: http.client.HTTPConnection) -> bool:

@@ -13,12 +13,11 @@ that. So the app takes the signal first, and passes it on to the server once the
    connections and runs the lifespan's teardown.
 
 The drain ends early once no stream is left. A second signal ends the remaining streams at once.
-A watchdog bounds the whole: a worker thread blocked on an upstream that has not sent its
-response headers cannot be interrupted (see README), and would hold the interpreter's exit until
-`upstream_timeout`, so the process exits `EXIT_MARGIN` after the grace whatever is still
-blocked. The hook goes in front of the handler a server installed (uvicorn's, in the main
-thread); without one (a server in another thread, an app under a test client) it stays out of
-the way and the app is stopped the ordinary way.
+A watchdog bounds the whole: a worker thread that cannot be woken (one sleeping in the OpenAI
+SDK's wait between retries, see README) would hold the interpreter's exit, so the process exits
+`EXIT_MARGIN` after the grace whatever is still blocked. The hook goes in front of the handler a
+server installed (uvicorn's, in the main thread); without one (a server in another thread, an app
+under a test client) it stays out of the way and the app is stopped the ordinary way.
 
 Only SIGTERM drains. SIGINT (Ctrl+C) keeps uvicorn's quick stop, as gunicorn has it (TERM is
 graceful, INT is quick): it is what a developer at a terminal means, and hooking it would also

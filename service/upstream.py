@@ -6,10 +6,12 @@ handshake per request). Instead each run's client gets a `RunTransport`: a thin 
 shared pool (`service/http11.py`). Keys never mix because the key is a header of each request, not
 of a connection.
 
-The view also lets a cancelled run cut its upstream response at once: `abort()` shuts the
-socket down, which wakes a worker thread blocked reading a stalled stream. A lock makes sure
-this only happens while the response is still ours, never after the connection went back to
-the pool for someone else.
+The view also lets a cancelled run cut its upstream request at once: the pool hands it each
+connection's socket before the request is sent, and `abort()` shuts that socket down, which wakes
+a worker thread blocked on a stalled upstream, before its response headers or after. The request
+it cut, and any the SDK would send after it, fail with `UpstreamCancelled`, which the SDK does not
+retry (nor wait before). A lock makes sure the shutdown only happens while the connection is
+still ours, never after it went back to the pool for someone else.
 """
 
 import contextlib
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
+from service.errors import UpstreamCancelled
 from service.http11 import HTTP11Transport
 
 
@@ -45,7 +48,7 @@ class UpstreamPool:
 
 
 class RunTransport(httpx.BaseTransport):
-    def __init__(self, shared: httpx.BaseTransport, count: Callable[[int], None]) -> None:
+    def __init__(self, shared: HTTP11Transport, count: Callable[[int], None]) -> None:
         self._shared = shared
         self._count = count
         self._lock = threading.Lock()
@@ -54,19 +57,27 @@ class RunTransport(httpx.BaseTransport):
         self._response: httpx.Response | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._shared.handle_request(request)
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        with self._lock:
-            self._socket = sock
-            aborted = self._aborted
+        if self._aborted:
+            raise UpstreamCancelled
+        try:
+            response = self._shared.handle_request(request, on_socket=self._attach)
+        except Exception as error:
+            self._release_socket()
+            if self._aborted:  # failed because `abort` cut it: not something to retry
+                raise UpstreamCancelled from error
+            raise
         assert isinstance(response.stream, httpx.SyncByteStream)
         response.stream = _ReleasingStream(response.stream, self._release)
         self._response = response
         self._count(1)
-        if aborted:
-            self.abort()
         return response
+
+    def _attach(self, sock: socket.socket) -> None:
+        """The connection this run's request goes out on, before it is sent."""
+        with self._lock:
+            self._socket = sock
+            if self._aborted:
+                _shut(sock)
 
     def close_response(self) -> None:
         """On the worker thread, when the run stops reading: give the response's connection back now.
@@ -83,12 +94,14 @@ class RunTransport(httpx.BaseTransport):
         with self._lock:
             self._aborted = True
             if self._socket is not None:
-                with contextlib.suppress(OSError):  # already closed by the peer or by the pool
-                    self._socket.shutdown(socket.SHUT_RDWR)
+                _shut(self._socket)
 
-    def _release(self) -> None:
+    def _release_socket(self) -> None:
         with self._lock:
             self._socket = None
+
+    def _release(self) -> None:
+        self._release_socket()
         self._count(-1)
 
     def close(self) -> None:
@@ -109,3 +122,8 @@ class _ReleasingStream(httpx.SyncByteStream):
             self._closed = True
             self._on_close()  # forget the socket before the connection returns to the pool
         self._inner.close()
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer or by the pool
+        sock.shutdown(socket.SHUT_RDWR)

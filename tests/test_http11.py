@@ -1,5 +1,6 @@
 """`HTTP11Transport`, the upstream connection pool, against a scripted HTTP/1.1 server on loopback."""
 
+import concurrent.futures
 import socket
 import ssl
 import threading
@@ -227,17 +228,35 @@ def test_closing_the_pool_closes_its_idle_connections(serve: Callable[[Reply], S
     wait_until(server.closed_by_client.is_set, message="the idle connection to be closed")
 
 
-def test_the_socket_is_exposed_so_a_cancelled_run_can_cut_its_stream(
-    serve: Callable[[Reply], ScriptedServer], client: httpx.Client
+def test_the_socket_comes_before_the_request_so_a_stalled_one_can_be_cut(
+    serve: Callable[[Reply], ScriptedServer],
 ) -> None:
-    server = serve(lambda conn, n: conn.sendall(chunked_head() + chunk(b"data: a\n\n")))
-    with client.stream("GET", f"{server.url}/x") as response:
-        parts = response.iter_raw()
-        next(parts)
-        sock = response.extensions["network_stream"].get_extra_info("socket")
-        sock.shutdown(socket.SHUT_RDWR)  # what RunTransport.abort does when its run is cancelled
+    asked = threading.Event()
+    server = serve(lambda conn, n: asked.set())  # reads the request, never answers
+    sockets: list[socket.socket] = []
+    transport = HTTP11Transport(max_connections=1)
+    request = httpx.Request("GET", f"{server.url}/x", extensions={"timeout": {"read": 30}})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(transport.handle_request, request, on_socket=sockets.append)
+        assert asked.wait(5)
+        sockets[0].shutdown(socket.SHUT_RDWR)  # what RunTransport.abort does when its run is cancelled
         with pytest.raises(httpx.RemoteProtocolError):
-            next(parts)
+            pending.result(timeout=5)  # woken by the shutdown, long before the 30 s read timeout
+    transport.close()
+
+
+def test_cutting_the_socket_ends_a_stream_in_flight(serve: Callable[[Reply], ScriptedServer]) -> None:
+    server = serve(lambda conn, n: conn.sendall(chunked_head() + chunk(b"data: a\n\n")))
+    sockets: list[socket.socket] = []
+    transport = HTTP11Transport(max_connections=1)
+    response = transport.handle_request(httpx.Request("GET", f"{server.url}/x"), on_socket=sockets.append)
+    parts = response.iter_raw()
+    assert next(parts) == b"data: a\n\n"
+    sockets[0].shutdown(socket.SHUT_RDWR)
+    with pytest.raises(httpx.RemoteProtocolError):
+        next(parts)
+    response.close()
+    transport.close()
 
 
 def test_https_with_a_trusted_certificate_and_refused_without(serve: Callable[[Reply], ScriptedServer]) -> None:

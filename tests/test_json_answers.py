@@ -47,6 +47,21 @@ def test_streaming_stays_the_default_and_stream_true_wins(live_service: LiveFact
 
 
 @pytest.mark.parametrize(
+    ("header", "field"), [("Idempotency-Key", "idempotency-key"), ("Last-Event-ID", "last-event-id")]
+)
+def test_resuming_headers_are_refused_with_a_json_answer(live_service: LiveFactory, header: str, field: str) -> None:
+    """A JSON answer is not held: a key that could not make a repeat attach must not pretend to."""
+    service = live_service()
+    body = {"query": QUERY, "api_key": KEY, "stream": False}
+    response = service.client.post("/chat", json=body, headers={header: "run_x:1"})
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {"field": field, "message": "applies to streamed answers only, not to a JSON answer"}
+    ]
+    assert service.state.registry.active == 0
+
+
+@pytest.mark.parametrize(
     ("fault", "status", "error_type"),
     [
         ("http_401", 502, "upstream_auth"),

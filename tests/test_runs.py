@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
+from service.errors import CapacityExceeded
 from tests.conftest import LiveFactory, LiveService
 from tests.probes import port_of, read_until
-from tests.support import LiveStream, SSEEvent, parse_sse, wait_until
+from tests.support import LiveStream, SSEEvent, parse_sse, text_of, wait_until
 
 KEY = "sk-runs-SENTINEL-7c1a"
 QUERY = "Can I come back for the rest?"
@@ -30,10 +31,6 @@ def slow(**overrides: Any) -> Behaviour:
 def seq(event: SSEEvent) -> int:
     assert event.id is not None
     return int(event.id.rpartition(":")[2])
-
-
-def text_of(events: list[SSEEvent]) -> str:
-    return "".join(event.json() for event in events if event.event == "data")
 
 
 def read_some(stream: LiveStream, words: int) -> list[SSEEvent]:
@@ -166,15 +163,17 @@ def test_nobody_back_within_the_grace_cancels_the_run(
 
 
 def test_a_reader_back_within_the_grace_keeps_the_run(service: Any, upstream_server: DemoModelServer) -> None:
-    live = service(resume_grace=30.0)
+    grace = 2.0
+    live = service(resume_grace=grace, behaviour=slow(tokens=200, token_delay=0.02))  # 4 s: outlasts the wait
     url = live.client.post("/runs", json=body()).json()["events_url"]
     with LiveStream(live.client, None, method="GET", url=url) as stream:
         first = read_some(stream, 1)
     record = upstream_server.wait_for_requests(1)[0]
-    assert not record.closed.is_set()
+    assert not record.closed.wait(grace / 2), "the run was cancelled while the grace was still running"
     with LiveStream(live.client, None, {"Last-Event-ID": str(first[-1].id)}, method="GET", url=url) as stream:
         second = stream.rest()
     check_whole(first, second, upstream_server.behaviour)
+    assert len(upstream_server.requests) == 1
 
 
 def test_delete_stops_a_run_at_once(service: Any, upstream_server: DemoModelServer) -> None:
@@ -261,6 +260,23 @@ def test_retained_runs_are_bounded_oldest_finished_first(service: Any, upstream_
     for response in running:
         assert live.client.delete(f"/runs/{response.json()['run_id']}").status_code == 204
     idle(live)
+
+
+def test_a_run_the_store_refuses_after_all_is_cancelled_with_a_503(
+    service: Any, upstream_server: DemoModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store had room when checked, but filled while the run was being prepared (retrieval awaits):
+    the run, already started, is refused and cancelled, not left running with nobody to read it."""
+    live = service(behaviour=slow(tokens=1000, token_delay=0.05))
+
+    def full(held: object) -> None:
+        raise CapacityExceeded
+
+    monkeypatch.setattr(live.state.runs, "put", full)
+    refused = live.client.post("/runs", json=body())
+    assert refused.status_code == 503 and refused.json()["type"] == "at_capacity"
+    idle(live)  # the run released its slot and its thread
+    assert all(record.closed.wait(5) and not record.completed for record in upstream_server.requests)
 
 
 def test_a_run_past_its_max_duration_ends_with_an_error(service: Any, upstream_server: DemoModelServer) -> None:

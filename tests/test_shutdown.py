@@ -6,13 +6,10 @@ the real path, a `python -m service` process sent SIGTERM while it streams from 
 """
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -23,7 +20,7 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.shutdown import Drain
 from tests.conftest import LiveFactory, LiveService, SettingsFactory
-from tests.support import LiveStream, SSEEvent, unused_port, wait_until
+from tests.support import LiveStream, ServiceProcess, SSEEvent, run_service_process, text_of, wait_until
 
 KEY = "sk-shutdown-SENTINEL-91c2"
 LONG = Behaviour(tokens=5000, first_token_delay=0, token_delay=0.02)  # 100 s: never fits a grace
@@ -61,7 +58,7 @@ def assert_completed(stream: LiveStream, query: str) -> None:
     stream.rest()
     events = stream.parser.events  # all of them, those read before included
     assert events[-1].event == "end"
-    assert "".join(e.json() for e in events if e.event == "data") == expected_text(query, SHORT)
+    assert text_of(events) == expected_text(query, SHORT)
 
 
 def assert_refused_while_draining(url: str) -> None:
@@ -113,9 +110,8 @@ def test_the_drain_ends_as_soon_as_the_streams_are_done(
 ) -> None:
     service = live_service()
     short = start_stream(service.client, upstream_server, SHORT, "short")
-    started = time.monotonic()
+    # Done within half the grace: it waited for the stream, not for the grace.
     asyncio.run_coroutine_threadsafe(Drain(service.state, grace=60).run(), server_loop(service)).result(30)
-    assert time.monotonic() - started < 30, "the drain waited out the grace with nothing left to wait for"
     assert_completed(short, "short")
 
 
@@ -170,65 +166,23 @@ async def test_without_a_server_handler_the_signals_are_left_alone(make_settings
 # The real thing: a service process and SIGTERM.
 
 
-@dataclass
-class ServiceProcess:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def terminate(self) -> float:
-        """Send SIGTERM; returns when it was sent."""
-        sent = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        return sent
-
-    def exit_code_by(self, deadline: float) -> int:
-        try:
-            return self.process.wait(max(deadline - time.monotonic(), 0))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the service was still running at the deadline\n{self.log.read_text()}")
-
-
 ProcessFactory = Callable[..., ServiceProcess]
 
 
 @pytest.fixture
 def service_process(upstream_server: DemoModelServer, tmp_path: Path) -> Iterator[ProcessFactory]:
-    started: list[ServiceProcess] = []
+    """Each test stops its process with SIGTERM itself; one still running at the end is killed."""
+    with ExitStack() as stack:
 
-    def start(**settings: str) -> ServiceProcess:
-        port = unused_port()
-        env = os.environ | {"HAYSTREAM_BASE_URL": upstream_server.base_url, "HAYSTREAM_MODEL": "demo"}
-        env |= {f"HAYSTREAM_{name.upper()}": value for name, value in settings.items()}
-        log = tmp_path / f"service-{port}.log"
-        with log.open("w") as output:
-            command = [sys.executable, "-m", "service", "--port", str(port)]
-            process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-        service = ServiceProcess(process, f"http://127.0.0.1:{port}", log)
-        started.append(service)
-        wait_until(lambda: _up(service), timeout=30, message="the service to listen")
-        assert process.poll() is None, log.read_text()
-        return service
+        def start(**settings: str) -> ServiceProcess:
+            env = {"HAYSTREAM_BASE_URL": upstream_server.base_url, "HAYSTREAM_MODEL": "demo"}
+            env |= {f"HAYSTREAM_{name.upper()}": value for name, value in settings.items()}
+            return stack.enter_context(run_service_process(env=env, log_dir=tmp_path, kill_on_exit=True))
 
-    yield start
-    for service in started:
-        if service.process.poll() is None:
-            service.process.kill()
-            service.process.wait(5)
+        yield start
 
 
-def _up(service: ServiceProcess) -> bool:
-    if service.process.poll() is not None:
-        return True  # it died: the assertion after the wait says so, with its log
-    try:
-        return httpx.get(f"{service.url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def test_sigterm_drains_then_exits_cleanly_within_the_grace_and_a_second(
-    service_process: ProcessFactory, upstream_server: DemoModelServer
-) -> None:
+def test_sigterm_drains_then_exits_cleanly(service_process: ProcessFactory, upstream_server: DemoModelServer) -> None:
     grace = 3.0
     service = service_process(shutdown_grace=str(grace))
     with httpx.Client(base_url=service.url, timeout=30) as client:
@@ -241,7 +195,7 @@ def test_sigterm_drains_then_exits_cleanly_within_the_grace_and_a_second(
         assert_completed(short, "short")
         assert_ended_for_shutdown(long)
         assert time.monotonic() - sent >= grace - 0.1, "the long stream was ended before the grace was over"
-        assert service.exit_code_by(sent + grace + 1) == 0
+        assert service.exit_code_by(sent + grace + 10) == 0  # slack: the exit is asserted, not its timing
     assert long_upstream.closed.wait(5) and not long_upstream.completed, "the upstream kept streaming"
     log = service.log.read_text()
     assert "outcome=error:shutting_down" in log and "outcome=completed" in log
@@ -272,19 +226,37 @@ def test_a_second_sigterm_ends_the_streams_at_once(
     assert service.exit_code_by(sent + 15) == 0
 
 
-def test_a_thread_stuck_on_a_silent_upstream_does_not_hold_the_exit(
-    service_process: ProcessFactory, upstream_server: DemoModelServer
-) -> None:
-    """An upstream that never sends its headers cannot be interrupted; the watchdog exits anyway."""
+def _end_after_the_grace(service_process: ProcessFactory, upstream: DemoModelServer, **settings: str) -> str:
+    """A stream whose upstream holds its thread, SIGTERM, the grace (1 s) over: the exit code, then the log."""
     grace = 1.0
-    service = service_process(shutdown_grace=str(grace), upstream_timeout="120")
-    upstream_server.behaviour = Behaviour(fault="stall_before_headers", stall=120)
+    service = service_process(shutdown_grace=str(grace), upstream_timeout="120", **settings)
     with httpx.Client(base_url=service.url, timeout=30) as client, LiveStream(client, body()) as stream:
         first = stream.next_event()
         assert first is not None and first.event == "metadata"
-        upstream_server.wait_for_requests(1)
+        upstream.wait_for_requests(1)
         sent = service.terminate()
         events: list[SSEEvent] = stream.rest()
         assert [e.event for e in events] == ["error"] and events[0].json()["type"] == "shutting_down"
-        assert service.exit_code_by(sent + grace + 1) == 0
-    assert "exiting now" in service.log.read_text()
+        assert service.exit_code_by(sent + grace + 10) == 0  # slack: the exit is asserted, not its timing
+    return service.log.read_text()
+
+
+def test_a_thread_waiting_on_a_silent_upstream_is_woken_by_the_drain(
+    service_process: ProcessFactory, upstream_server: DemoModelServer
+) -> None:
+    """No response headers yet: the cancel shuts the socket down, the SDK does not retry, the thread is free."""
+    upstream_server.behaviour = Behaviour(fault="stall_before_headers", stall=120)
+    log = _end_after_the_grace(service_process, upstream_server)
+    assert "exiting now" not in log  # the watchdog was not needed
+    record = upstream_server.requests[0]
+    assert record.closed.wait(5) and record.client_gone
+    assert len(upstream_server.requests) == 1  # no retry of the cut request
+
+
+def test_a_thread_that_cannot_be_woken_does_not_hold_the_exit(
+    service_process: ProcessFactory, upstream_server: DemoModelServer
+) -> None:
+    """The SDK sleeping out a 30 s Retry-After cannot be interrupted; the watchdog exits anyway."""
+    upstream_server.behaviour = Behaviour(fault="http_429", retry_after=30)
+    log = _end_after_the_grace(service_process, upstream_server, upstream_max_retries="1")
+    assert "exiting now" in log

@@ -1,19 +1,24 @@
 """A run that stops reading gives its upstream response back at once, not when garbage is collected."""
 
 import asyncio
+import concurrent.futures
 import gc
 import threading
 from collections.abc import Iterator
 
+import httpx
+import openai
 import pytest
 
 from service.bridge import StreamBridge
 from service.demo_model import Behaviour, DemoModelServer
-from service.errors import RunCancelled
+from service.errors import RunCancelled, UpstreamCancelled
+from service.upstream import UpstreamPool
 from tests.conftest import LiveFactory
-from tests.support import LiveStream, parse_sse, wait_until
+from tests.support import LiveStream, parse_sse, until, wait_until
 
 BODY = {"query": "a long answer, please", "api_key": "sk-release-test"}
+_STREAM_REQUEST = {"model": "demo", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -77,9 +82,7 @@ async def test_a_refused_chunk_has_the_response_released_first_on_the_worker_thr
     await asyncio.to_thread(bridge, "fills the queue")
     await asyncio.to_thread(bridge, "waits in the hand-off")
     blocked = asyncio.ensure_future(asyncio.to_thread(bridge, "holds the producer back"))
-    async with asyncio.timeout(5):
-        while not bridge._waiting:
-            await asyncio.sleep(0.001)
+    await until(lambda: bridge._waiting, message="the producer to wait behind the hand-off")
     bridge.cancel()
     with pytest.raises(RunCancelled):
         await blocked
@@ -87,3 +90,23 @@ async def test_a_refused_chunk_has_the_response_released_first_on_the_worker_thr
         await asyncio.to_thread(bridge, "refused at once")
     assert len(released) == 2
     assert threading.current_thread().name not in released
+
+
+def test_a_cancelled_runs_request_fails_as_cancelled_so_the_sdk_neither_waits_nor_retries(
+    upstream_server: DemoModelServer,
+) -> None:
+    """Cut before its headers, then asked again (a retry): both `UpstreamCancelled`, which the SDK passes on."""
+    upstream_server.behaviour = Behaviour(fault="stall_before_headers", stall=120)
+    pool = UpstreamPool(max_connections=2)
+    transport = pool.transport_for_run()
+    request = httpx.Request("POST", f"{upstream_server.base_url}/chat/completions", json=_STREAM_REQUEST)
+    with concurrent.futures.ThreadPoolExecutor(1) as threads:
+        pending = threads.submit(transport.handle_request, request)
+        upstream_server.wait_for_requests(1)
+        transport.abort()
+        with pytest.raises(UpstreamCancelled):
+            pending.result(timeout=5)  # woken by the cut, long before the stall ends
+    with pytest.raises(UpstreamCancelled):
+        transport.handle_request(request)
+    assert isinstance(UpstreamCancelled(), openai.OpenAIError) and len(upstream_server.requests) == 1
+    pool.close()

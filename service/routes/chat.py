@@ -18,7 +18,7 @@ from service.logs import current_run_id
 from service.replay import EventLog
 from service.responses import EventStreamResponse
 from service.runs import Run
-from service.schemas import ChatRequest, ErrorBody, is_header_safe_key
+from service.schemas import ChatRequest, ErrorBody, error_response, is_header_safe_key
 from service.settings import Settings
 
 router = APIRouter()
@@ -74,16 +74,21 @@ async def chat(
     settings = state.settings
     api_key = checked_key(body, authorization, settings)
     check_pipeline(state.answers, body.pipeline)
+    streams = _streams(body, accept)
+    if not streams:  # a JSON answer is not held, so there is nothing to resume or attach to
+        for header, value in (("last-event-id", last_event_id), ("idempotency-key", idempotency_key)):
+            if value is not None:
+                raise InvalidRequest(header, "applies to streamed answers only, not to a JSON answer")
     owner = owner_of(api_key)
     if last_event_id is not None:  # a retry: resume the run this id belongs to, or say why not
         run_id = last_event_id.rpartition(":")[0]
         held = state.runs.get(run_id)
         if held is None or held.owner != owner:
-            return run_gone(run_id)
+            return run_gone()
         return read_run(state, held, last_event_id)
     if idempotency_key is not None and (held := state.runs.find(owner, idempotency_key)) is not None:
         return read_run(state, held, None)
-    if not _streams(body, accept):  # one JSON answer: the same run, read here, not held for resuming
+    if not streams:  # one JSON answer: the same run, read here, not held for resuming
         admitted = await admit_run(state, api_key, body)
         if isinstance(admitted, JSONResponse):
             return admitted
@@ -165,7 +170,11 @@ async def start_run(
         max_duration=settings.run_max_duration,
         on_end=state.runs.ended,
     )
-    state.runs.put(held)
+    try:
+        state.runs.put(held)
+    except CapacityExceeded:  # the store filled up with running runs while this one was being prepared
+        run.cancel()
+        return _unavailable(settings, "at_capacity", "Every stream slot is taken; retry shortly.")
     return held
 
 
@@ -177,12 +186,8 @@ def read_run(state: ServiceState, held: HeldRun, last_event_id: str | None) -> R
     except ValueError:
         raise InvalidRequest("last-event-id", "is not an event id of this run") from None
     if position < log.first_held():
-        body = ErrorBody(
-            type="replay_unavailable",
-            message="The events after Last-Event-ID are no longer held; start a new run.",
-            retryable=False,
-        )
-        return JSONResponse(body.model_dump(exclude_none=True), 410)
+        message = "The events after Last-Event-ID are no longer held; start a new run."
+        return error_response(410, "replay_unavailable", message)
     if log.closed and position >= log.next_seq:
         return Response(status_code=204)  # nothing more will come: tells EventSource to stop reconnecting
     current_run_id.set(held.id)
@@ -190,13 +195,9 @@ def read_run(state: ServiceState, held: HeldRun, last_event_id: str | None) -> R
     return EventStreamResponse(log.frames(position), on_close=held.detach, send_timeout=state.settings.send_timeout)
 
 
-def run_gone(run_id: str) -> JSONResponse:
-    body = ErrorBody(
-        type="run_expired",
-        message="The run this Last-Event-ID belongs to is no longer held; start a new one.",
-        retryable=False,
-    )
-    return JSONResponse(body.model_dump(exclude_none=True), 410)
+def run_gone() -> JSONResponse:
+    message = "The run this Last-Event-ID belongs to is no longer held; start a new one."
+    return error_response(410, "run_expired", message)
 
 
 def checked_key(body: ChatRequest, authorization: str | None, settings: Settings) -> str:
@@ -220,6 +221,5 @@ def api_key_of(body: ChatRequest, authorization: str | None) -> str:
 
 
 def _unavailable(settings: Settings, error_type: str, message: str, close: bool = False) -> JSONResponse:
-    body = ErrorBody(type=error_type, message=message, retryable=True)
     headers = {"Retry-After": str(settings.retry_after)} | ({"Connection": "close"} if close else {})
-    return JSONResponse(body.model_dump(exclude_none=True), 503, headers=headers)
+    return error_response(503, error_type, message, retryable=True, headers=headers)
