@@ -33,6 +33,15 @@ def unused_port() -> int:
 
 
 @contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections while held: bound, never listening, so no server started
+    meanwhile (the service under test, on an `unused_port`) can take it and answer instead."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@contextmanager
 def run_server(app: FastAPI, **options: Any) -> Iterator[str]:
     """uvicorn in a thread, as in uvicorn's own tests; yields the base URL, stops it on exit.
 

@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from service.http11 import HTTP11Transport
-from tests.support import wait_until
+from tests.support import refused_port, wait_until
 
 Reply = Callable[[socket.socket, int], None]  # writes the response to the n-th request (0-based)
 
@@ -201,10 +201,7 @@ def test_a_silent_server_is_a_read_timeout(serve: Callable[[Reply], ScriptedServ
 
 
 def test_nobody_listening_is_a_connect_error(client: httpx.Client) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(httpx.ConnectError):
+    with refused_port() as port, pytest.raises(httpx.ConnectError):
         client.get(f"http://127.0.0.1:{port}/x")
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory
-from tests.support import LiveStream, parse_sse, text_of, unused_port, wait_until
+from tests.support import LiveStream, parse_sse, refused_port, text_of, wait_until
 
 KEY = "sk-live-SENTINEL-5f1c2e"
 
@@ -166,7 +166,8 @@ def test_bad_input_over_a_real_socket(live_service: LiveFactory) -> None:
 
 
 def test_an_unreachable_upstream_is_a_typed_error(live_service: LiveFactory) -> None:
-    service = live_service(base_url=f"http://127.0.0.1:{unused_port()}/v1")
-    events = parse_sse(service.client.post("/chat", json=body()).text).events
+    with refused_port() as port:
+        service = live_service(base_url=f"http://127.0.0.1:{port}/v1")
+        events = parse_sse(service.client.post("/chat", json=body()).text).events
     assert [e.event for e in events] == ["metadata", "error"]
     assert events[1].json()["type"] == "upstream_unavailable"

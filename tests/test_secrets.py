@@ -16,7 +16,7 @@ from service.demo_model import Behaviour, DemoModelServer
 from service.schemas import ChatRequest
 from tests.conftest import LiveFactory, LiveService
 from tests.probes import RunSpy, raw_chat, read_until
-from tests.support import LiveStream, parse_sse, unused_port, wait_until
+from tests.support import LiveStream, parse_sse, refused_port, wait_until
 
 SENTINEL = "sk-SENTINEL-never-log-me-93c1f07e"
 FAST: dict[str, Any] = {"tokens": 4, "first_token_delay": 0.0, "token_delay": 0.0}
@@ -89,8 +89,9 @@ def test_the_key_is_in_no_log_line_at_debug_across_success_faults_and_disconnect
     wait_until(lambda: any(r.outcome == "client_gone" for r in spy.runs[-1:]), 10, "the stuck reader to be dropped")
     stuck.close()
 
-    refused = live_service(base_url=f"http://127.0.0.1:{unused_port()}/v1")
-    seen.append(ask(refused))
+    with refused_port() as port:
+        refused = live_service(base_url=f"http://127.0.0.1:{port}/v1")
+        seen.append(ask(refused))
     wait_until(lambda: service.state.registry.active == 0 and refused.state.registry.active == 0, 10, "idle")
 
     assert all(SENTINEL not in text for text in seen)
