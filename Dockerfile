@@ -29,5 +29,5 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-m", "service.probe", "/healthz"]
+    CMD ["python", "-m", "service.ops.probe", "/healthz"]
 CMD ["haystream"]

@@ -31,7 +31,7 @@ NOTES = (
     "  growth per request over the second half of the mixed phase (`rss_mib_by_requests_done`). A",
     "  tracemalloc comparison over 2,000 in-process requests (2026-11-21) found 0.17 KiB of Python",
     "  objects per request, all of it connections still open at the snapshot.",
-    "- The service puts full garbage collections off (`service/gc_policy.py`: they stall every stream",
+    "- The service puts full garbage collections off (`service/ops/gc_policy.py`: they stall every stream",
     "  for up to ~200 ms under load), so each request's objects in reference cycles (its pipeline,",
     "  OpenAI client, ~20 KB) wait for the next one, and RSS rises to a higher plateau before it levels",
     "  off: about +60 MiB after 3,000 requests, still rising, and +76 MiB after 15,000, flat over the",

@@ -6,7 +6,7 @@ The upstream (`service.demo_model`, its own process, on another CPU when there i
 tokens 1 ms apart, so every token is one read of the socket, as in the many-slow-streams regime. The
 reading thread's CPU clock (`time.thread_time`, the `recv` system call included) is divided by the
 tokens read; best of 9 answers. Two layers, each with httpx's `HTTPTransport` (httpcore and h11) and
-with the service's `HTTP11Transport` (`service/http11.py`): the raw body (`iter_raw`), and the whole
+with the service's `HTTP11Transport` (`service/upstream/http11.py`): the raw body (`iter_raw`), and the whole
 `OpenAIGenerator.run` the service runs (the SDK's parse and Haystack's chunk on top).
 """
 
@@ -18,7 +18,7 @@ import httpx
 
 from bench.run import ALL_CPUS, HOST, KEY, _free_port, _pin, process
 from pipelines.generator import build_generator
-from service.http11 import HTTP11Transport
+from service.upstream.http11 import HTTP11Transport
 
 TOKENS = 500
 BODY = {"model": "demo", "stream": True, "messages": [{"role": "user", "content": "hi"}]}

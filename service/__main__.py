@@ -16,8 +16,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from pipelines.documents import SAMPLE_DOCUMENTS
-from service.logs import configure_logging
-from service.metrics import clear_multiprocess_dir
+from service.ops.logs import configure_logging
+from service.ops.metrics import clear_multiprocess_dir
 from service.settings import Settings
 
 logger = logging.getLogger("service")
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
 def _terminated(signum: int, frame: FrameType | None) -> None:
     """SIGTERM is how Docker and Kubernetes stop a container: a normal exit (0), not death by signal (143).
 
-    While uvicorn runs, the app drains on SIGTERM (service/shutdown.py); once uvicorn has shut down
+    While uvicorn runs, the app drains on SIGTERM (service/ops/shutdown.py); once uvicorn has shut down
     it re-raises the signal it caught, which lands here, as does a SIGTERM before it starts.
     """
     raise SystemExit(0)

@@ -17,30 +17,30 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from pipelines.documents import load_documents
-from service.answers import Context
-from service.conversations import Conversations
-from service.cors import add_cors
-from service.deps import ServiceState
+from service.answering.answers import Context
+from service.answering.conversations import Conversations
+from service.answering.guard import InputGuard
 from service.errors import InvalidRequest
-from service.gc_policy import IdleCollector, settle_heap
-from service.guard import InputGuard
-from service.limits import BodyLimit
-from service.logs import configure_logging
-from service.metrics import ServiceMetrics, live_gauges
-from service.pool import StreamPool
-from service.routes import chat, conversations, health, metrics, page, runs
-from service.runs import RunRegistry
-from service.runstore import MemoryRunStore
-from service.schemas import error_response
+from service.http.deps import ServiceState
+from service.http.middleware.body_limit import BodyLimit
+from service.http.middleware.cors import add_cors
+from service.http.routes import chat, conversations, health, metrics, page, runs
+from service.http.schemas import error_response
+from service.ops.gc_policy import IdleCollector, settle_heap
+from service.ops.logs import configure_logging
+from service.ops.metrics import ServiceMetrics, live_gauges
+from service.ops.shutdown import drain_on_signals
 from service.settings import Settings
-from service.shutdown import drain_on_signals
-from service.upstream import UpstreamPool
+from service.store.runs import MemoryRunStore
+from service.streaming.run import RunRegistry
+from service.streaming.threads import StreamPool
+from service.upstream.pool import UpstreamPool
 
 logger = logging.getLogger("service.app")
 
 # Retrieval (the documents pipeline) takes a pool thread, briefly, before the generator takes one for the stream.
 SPARE_THREADS = 4
-# After the drain (service/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
+# After the drain (service/ops/shutdown.py) nothing should be left; this bounds the wait for threads if it is.
 TEARDOWN_WAIT = 5.0
 
 

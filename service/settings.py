@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         default=30.0, description="A client that takes no event for this long is dropped and its run cancelled."
     )
 
-    # Resumable runs (service/held.py, service/replay.py, service/runstore.py).
+    # Resumable runs (service/streaming/held_run.py, service/streaming/event_log.py, service/store/runs.py).
     resume_grace: Seconds = Field(
         default=15.0,
         description="Seconds a run with no reader waits for one (POST /runs; POST /chat with Idempotency-Key).",

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
-from service.deps import ServiceState
+from service.http.deps import ServiceState
 from service.settings import Settings
 from tests.support import asgi_client_for, run_server
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.demo_model import DemoModelServer
-from service.runs import Run, RunRegistry
+from service.streaming.run import Run, RunRegistry
 from tests.conftest import LiveService
 from tests.support import wait_until
 

@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from service.bridge import StreamBridge
 from service.errors import RunCancelled
+from service.streaming.bridge import StreamBridge
 from tests.support import until
 
 

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from service.routes.chat import DEMO_NOTICE
+from service.http.routes.chat import DEMO_NOTICE
 from tests.browser import FES_PAGE, launch_chromium, new_page, serve_test_pages
 from tests.conftest import LiveFactory, LiveService
 from tests.nginx import nginx_in_front

@@ -71,7 +71,7 @@ async def test_stream_becomes_metadata_data_end(asgi_client: httpx.AsyncClient, 
     assert [int((e.id or ":-1").rpartition(":")[2]) for e in events] == list(range(len(events)))
     meta = events[0].json()
     assert meta["run_id"].startswith("run_") and meta["model"] == "test-model"
-    # Chunks already waiting may share one event (see service/collector.py): the text is what counts.
+    # Chunks already waiting may share one event (see service/streaming/collector.py): the text is what counts.
     assert "".join(e.json() for e in events[1:-1]) == "Hello\nworld"
     assert events[-1].json() == {"finish_reason": "stop", "usage": usage, "chunks": 2}
 

@@ -127,7 +127,7 @@ def test_a_reader_that_stops_reading_is_dropped_after_the_send_timeout(
         settled.check()
         assert settled.spy.runs[-1].outcome == "client_gone"
         # Dropped by the send timeout (not some other way), which says so:
-        drops = [r for r in caplog.records if r.name == "service.watchdog" and r.levelno == logging.WARNING]
+        drops = [r for r in caplog.records if r.name == "service.http.send_watchdog" and r.levelno == logging.WARNING]
         assert [(r.getMessage(), r.send_timeout) for r in drops] == [  # type: ignore[attr-defined]
             ("client stopped reading; dropping the stream", 1)
         ]

@@ -146,7 +146,7 @@ def healthcheck_command() -> list[str]:
 
 def test_the_healthcheck_probes_a_route_the_app_serves(live_service: LiveFactory) -> None:
     command = healthcheck_command()
-    assert command[:3] == ["python", "-m", "service.probe"]
+    assert command[:3] == ["python", "-m", "service.ops.probe"]
     assert command[3] in create_app(Settings()).openapi()["paths"]
     service = live_service()
     port = str(urlsplit(service.url).port)

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from service.conversations import ID_PATTERN, Conversations
+from service.answering.conversations import ID_PATTERN, Conversations
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
 from tests.support import LiveStream, parse_sse, text_of, wait_until

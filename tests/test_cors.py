@@ -7,8 +7,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.cors import CrossOriginMiddleware
 from service.demo_model import Behaviour, DemoModelServer
+from service.http.middleware.cors import CrossOriginMiddleware
 from service.settings import Settings
 from tests.conftest import LiveFactory, SettingsFactory
 from tests.support import asgi_client_for, parse_sse

@@ -15,5 +15,5 @@ def test_the_readme_quotes_the_tested_fetch_event_source_snippet_verbatim() -> N
 
 def test_the_readme_points_at_the_files_it_names() -> None:
     readme = (ROOT / "README.md").read_text()
-    for path in ("deploy/nginx.conf", "examples/fetch-event-source.js", "service/static/sse-client.mjs"):
+    for path in ("deploy/nginx.conf", "examples/fetch-event-source.js", "service/http/static/sse-client.mjs"):
         assert path in readme and (ROOT / path).is_file(), path

@@ -1,18 +1,18 @@
-"""The garbage collector's settings for the served process (service/gc_policy.py)."""
+"""The garbage collector's settings for the served process (service/ops/gc_policy.py)."""
 
 import asyncio
 import gc
 import subprocess
 import sys
 
-from service.gc_policy import IdleCollector
+from service.ops.gc_policy import IdleCollector
 from tests.support import until
 
 
 def test_the_served_app_freezes_its_start_up_heap_and_collects_fully_less_often() -> None:
     """Checked in a fresh interpreter: the settings are process-wide and would leak into other tests."""
     script = (
-        "import gc; from service.app import app_from_env; from service.gc_policy import IdleCollector; "
+        "import gc; from service.app import app_from_env; from service.ops.gc_policy import IdleCollector; "
         "default = gc.get_threshold(); app_from_env(); "
         "print(default[2], gc.get_threshold()[2], gc.get_freeze_count(), IdleCollector.for_process() is not None)"
     )

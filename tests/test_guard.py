@@ -2,8 +2,8 @@
 
 import pytest
 
+from service.answering.guard import InputGuard
 from service.demo_model import Behaviour, DemoModelServer
-from service.guard import InputGuard
 from service.settings import Settings
 from tests.conftest import LiveFactory
 from tests.support import parse_sse

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trustme
 
-from service.http11 import HTTP11Transport
+from service.upstream.http11 import HTTP11Transport
 from tests.support import refused_port, wait_until
 
 Reply = Callable[[socket.socket, int], None]  # writes the response to the n-th request (0-based)

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from service.demo_model import Behaviour, DemoModelServer
-from service.logs import (
+from service.ops.logs import (
     QUIET_LOGGERS,
     AccessLogFilter,
     JsonFormatter,
@@ -187,7 +187,7 @@ def test_every_json_line_about_a_run_carries_its_run_id(
     logged = lines()
     by_run = {run: [line for line in logged if line.get("run_id") == run] for run in (completed, failed, gone)}
     for run, run_lines in by_run.items():
-        messages = [line["message"] for line in run_lines if line["logger"] == "service.runs"]
+        messages = [line["message"] for line in run_lines if line["logger"] == "service.streaming.run"]
         assert messages[0] == "run started" and messages[-1] == "run ended", (run, messages)
         access = [line for line in run_lines if line["logger"] == "uvicorn.access"]
         assert [(a["method"], a["path"], a["status"]) for a in access] == [("POST", "/chat", 200)]
@@ -196,7 +196,7 @@ def test_every_json_line_about_a_run_carries_its_run_id(
     assert failure["error_type"] == "upstream_auth" and failure["upstream_status"] == 401
     ends = {line["run_id"]: line["outcome"] for line in logged if line["message"] == "run ended"}
     assert ends == {completed: "completed", failed: "error:upstream_auth", gone: "client_gone"}
-    unowned = [line for line in logged if line["logger"] == "service.runs" and "run_id" not in line]
+    unowned = [line for line in logged if line["logger"] == "service.streaming.run" and "run_id" not in line]
     assert [line["message"] for line in unowned] == ["run refused: at capacity"]
     (refused,) = [line for line in logged if line["logger"] == "uvicorn.access" and line["status"] == 503]
     assert "run_id" not in refused

@@ -48,7 +48,7 @@ def test_demo_mode_answers_from_the_sample_documents(demo_process: str) -> None:
 
 
 def test_the_served_process_collects_fully_once_idle(demo_process: str) -> None:
-    """The put-off full collection (service/gc_policy.py) runs once the last run has ended."""
+    """The put-off full collection (service/ops/gc_policy.py) runs once the last run has ended."""
     before = _full_collections(demo_process)
     response = httpx.post(f"{demo_process}/chat", json={"query": "Hello?", "api_key": "anything"}, timeout=30)
     assert parse_sse(response.text).events[-1].event == "end"

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.demo_model import Behaviour, DemoModelServer
 from service.errors import ErrorType
-from service.metrics import Outcome, ServiceMetrics
+from service.ops.metrics import Outcome, ServiceMetrics
 from tests.conftest import LiveFactory
 from tests.support import LiveStream, parse_sse, run_service_process, wait_until
 
@@ -47,7 +47,7 @@ def body() -> dict[str, str]:
 def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
     live_service: LiveFactory, upstream_server: DemoModelServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="service.runs")
+    caplog.set_level(logging.INFO, logger="service.streaming.run")
     service = live_service(max_streams=1)
     upstream_server.behaviour = Behaviour(tokens=5, first_token_delay=0, token_delay=0)
     assert parse_sse(service.client.post("/chat", json=body()).text).events[-1].event == "end"

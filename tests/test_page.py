@@ -4,7 +4,7 @@ import re
 
 import httpx
 
-from service.routes.page import STATIC_DIR
+from service.http.routes.page import STATIC_DIR
 
 
 async def test_the_page_is_served_at_the_root_with_a_strict_csp(asgi_client: httpx.AsyncClient) -> None:

@@ -72,7 +72,14 @@ async def test_the_query_is_data_not_template() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["pipelines.chat", "service.app", "service.runs", "service.collector", "service.routes.chat", "service.__main__"],
+    [
+        "pipelines.chat",
+        "service.app",
+        "service.streaming.run",
+        "service.streaming.collector",
+        "service.http.routes.chat",
+        "service.__main__",
+    ],
 )
 def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Path, entry: str) -> None:
     """Regression: service modules imported haystack before pipelines/ could turn telemetry off."""
@@ -86,7 +93,7 @@ def test_haystack_telemetry_is_off_unless_the_operator_turns_it_on(tmp_path: Pat
 
 
 def test_importing_the_service_first_still_keeps_telemetry_off() -> None:
-    """Regression: `service.app` imported haystack (via `service.runs`) before `pipelines` could turn it off."""
+    """Regression: `service.app` imported haystack (via the run module) before `pipelines` could turn it off."""
     probe = "import service.app, haystack.telemetry._telemetry as t; print(t.telemetry is None)"
     env = {k: v for k, v in os.environ.items() if k != "HAYSTACK_TELEMETRY_ENABLED"}
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)

@@ -2,8 +2,8 @@
 
 import asyncio
 
-from service.replay import EventLog
-from service.sse import KEEPALIVE, Event, encode
+from service.streaming.event_log import EventLog
+from service.streaming.sse import KEEPALIVE, Event, encode
 
 
 def frame(run_id: str, n: int) -> bytes:

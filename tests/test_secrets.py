@@ -13,7 +13,7 @@ from haystack.components.generators import OpenAIGenerator
 
 from pipelines.chat import build_chat_pipeline
 from service.demo_model import Behaviour, DemoModelServer
-from service.schemas import ChatRequest
+from service.http.schemas import ChatRequest
 from tests.conftest import LiveFactory, LiveService
 from tests.probes import RunSpy, raw_chat, read_until
 from tests.support import LiveStream, parse_sse, refused_port, wait_until
@@ -97,7 +97,7 @@ def test_the_key_is_in_no_log_line_at_debug_across_success_faults_and_disconnect
     assert all(SENTINEL not in text for text in seen)
     assert len(everything.lines) > 40, "too little was captured for this test to mean anything"
     names = {line.split(" ", 2)[1] for line in everything.lines[::2]}
-    assert {"service.runs", "openai._base_client", "httpcore.http11"} <= names, names  # quiet loggers spoke
+    assert {"service.streaming.run", "openai._base_client", "httpcore.http11"} <= names, names  # quiet loggers spoke
     leaks = [line for line in everything.lines if SENTINEL in line]
     assert not leaks, leaks[:3]
 

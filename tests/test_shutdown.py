@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import shutdown
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from service.shutdown import Drain
+from service.ops import shutdown
+from service.ops.shutdown import Drain
 from tests.conftest import LiveFactory, LiveService, SettingsFactory
 from tests.support import LiveStream, ServiceProcess, SSEEvent, run_service_process, text_of, wait_until
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.sse import KEEPALIVE, Event, comment, encode
+from service.streaming.sse import KEEPALIVE, Event, comment, encode
 from tests.support import parse_sse
 
 

@@ -1,4 +1,4 @@
-"""The page's client module (`service/static/sse-client.mjs`), tested with node's own test runner.
+"""The page's client module (`service/http/static/sse-client.mjs`), tested with node's own test runner.
 
 The cases live in `tests/js/sse_client.test.mjs`: crafted chunk splits (every split point, CRLF
 halves in separate reads, UTF-8 split across reads), multi-line data, comments, `error` events, a

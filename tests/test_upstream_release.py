@@ -10,10 +10,10 @@ import httpx
 import openai
 import pytest
 
-from service.bridge import StreamBridge
 from service.demo_model import Behaviour, DemoModelServer
 from service.errors import RunCancelled, UpstreamCancelled
-from service.upstream import UpstreamPool
+from service.streaming.bridge import StreamBridge
+from service.upstream.pool import UpstreamPool
 from tests.conftest import LiveFactory
 from tests.support import LiveStream, parse_sse, until, wait_until
 

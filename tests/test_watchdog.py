@@ -5,8 +5,8 @@ from collections.abc import AsyncGenerator
 
 from starlette.types import Message
 
-from service.responses import EventStreamResponse
-from service.watchdog import CHECKS
+from service.http.responses import EventStreamResponse
+from service.http.send_watchdog import CHECKS
 
 TIMEOUT = 0.2
 

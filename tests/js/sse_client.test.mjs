@@ -6,7 +6,7 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import { test } from "node:test";
 
-import { ChatStreamError, EventStreamParser, readEventStream, streamChat } from "../../service/static/sse-client.mjs";
+import { ChatStreamError, EventStreamParser, readEventStream, streamChat } from "../../service/http/static/sse-client.mjs";
 
 const encoder = new TextEncoder();
 

@@ -15,7 +15,7 @@ its own 400.
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.schemas import error_response
+from service.http.schemas import error_response
 
 
 class BodyLimit:

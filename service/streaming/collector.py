@@ -1,7 +1,7 @@
 """`ChunkCollector`: turns a run's queue into the events a client reads.
 
 The queue carries what the worker thread produced, in order: batches of text chunks (see
-`service/bridge.py`), then exactly one `Finished` or `Failed`. The collector adds what only the loop
+`service/streaming/bridge.py`), then exactly one `Finished` or `Failed`. The collector adds what only the loop
 side knows: the `metadata` event first, run-scoped increasing ids, a keep-alive whenever nothing was
 sent for a while, and the closing `end` or `error` event.
 
@@ -20,7 +20,7 @@ from typing import Any
 from haystack.dataclasses import StreamingChunk
 
 from service.errors import RunError
-from service.sse import Event
+from service.streaming.sse import Event
 
 KEEPALIVE = None  # what the collector yields when it is time for a keep-alive comment
 _NOTHING = object()

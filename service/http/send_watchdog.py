@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-logger = logging.getLogger("service.watchdog")
+logger = logging.getLogger("service.http.send_watchdog")
 
 CHECKS = 4
 

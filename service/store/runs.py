@@ -14,7 +14,7 @@ import asyncio
 from typing import Protocol
 
 from service.errors import CapacityExceeded
-from service.held import HeldRun
+from service.streaming.held_run import HeldRun
 
 
 class RunStore(Protocol):

@@ -16,7 +16,7 @@ from typing import TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from service.watchdog import SendWatchdog
+from service.http.send_watchdog import SendWatchdog
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""`python -m service.probe [PATH]`: exit 0 if the local service answers `PATH` (`/healthz`) with 200.
+"""`python -m service.ops.probe [PATH]`: exit 0 if the local service answers `PATH` (`/healthz`) with 200.
 
 The container's HEALTHCHECK. The slim image has no curl, and this needs only the standard library
 (importing `service` does not import the web stack). It asks where `python -m service` listens:

@@ -8,18 +8,18 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from starlette.responses import Response
 
-from service.answers import check_pipeline, prepare
-from service.collector import ChunkCollector
-from service.deps import ServiceState, StateDep
+from service.answering.answers import check_pipeline, prepare
 from service.errors import CapacityExceeded, InvalidRequest, classify
-from service.held import HeldRun, owner_of
-from service.json_answer import JSONAnswerResponse
-from service.logs import current_run_id
-from service.replay import EventLog
-from service.responses import EventStreamResponse
-from service.runs import Run
-from service.schemas import ChatRequest, ErrorBody, error_response, is_header_safe_key
+from service.http.deps import ServiceState, StateDep
+from service.http.json_answer import JSONAnswerResponse
+from service.http.responses import EventStreamResponse
+from service.http.schemas import ChatRequest, ErrorBody, error_response, is_header_safe_key
+from service.ops.logs import current_run_id
 from service.settings import Settings
+from service.streaming.collector import ChunkCollector
+from service.streaming.event_log import EventLog
+from service.streaming.held_run import HeldRun, owner_of
+from service.streaming.run import Run
 
 router = APIRouter()
 

@@ -20,9 +20,9 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from service.collector import StreamItem
 from service.errors import ErrorType
-from service.responses import until_disconnected
+from service.http.responses import until_disconnected
+from service.streaming.collector import StreamItem
 
 STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.UPSTREAM_AUTH: 502,

@@ -17,13 +17,13 @@ from pipelines.chat import build_chat_pipeline
 from pipelines.documents import build_documents_pipeline, retrieve
 from pipelines.generator import UpstreamOptions
 from pipelines.refusal import build_refusal_pipeline
-from service.bridge import StreamBridge
-from service.conversations import Conversation, Conversations
+from service.answering.conversations import Conversation, Conversations
+from service.answering.guard import InputGuard
 from service.errors import InvalidRequest
-from service.guard import InputGuard
-from service.runs import PipelineFactory, Run
 from service.settings import Settings
-from service.upstream import RunTransport
+from service.streaming.bridge import StreamBridge
+from service.streaming.run import PipelineFactory, Run
+from service.upstream.pool import RunTransport
 
 PIPELINES = ("chat", "documents")
 

@@ -1,7 +1,7 @@
 """`HeldRun`: a run that outlives its HTTP connections for a while, so a client can come back to it.
 
 The run's `ChunkCollector` runs as a task of its own (one per run), writing every event into the
-run's `EventLog` (`service/replay.py`); each HTTP response is a reader of that log. Readers come
+run's `EventLog` (`service/streaming/event_log.py`); each HTTP response is a reader of that log. Readers come
 and go: when the last one leaves, a grace timer starts, and if nobody attaches before it fires
 the run is cancelled exactly as a disconnect cancels it (`Run.close`: no more chunks, the upstream
 socket shut down, the thread freed) and forgotten. A run also has a lifetime: past
@@ -14,11 +14,11 @@ import hashlib
 import json
 from collections.abc import Callable
 
-from service.collector import ChunkCollector
 from service.errors import RunTooLong
-from service.replay import EventLog
-from service.runs import Run
-from service.sse import Event
+from service.streaming.collector import ChunkCollector
+from service.streaming.event_log import EventLog
+from service.streaming.run import Run
+from service.streaming.sse import Event
 
 
 def owner_of(api_key: str) -> bytes:

@@ -3,7 +3,7 @@
 `OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
 client, TLS context and connection pool (about 19 ms of CPU on the event loop, and a new TCP/TLS
 handshake per request). Instead each run's client gets a `RunTransport`: a thin view of the
-shared pool (`service/http11.py`). Keys never mix because the key is a header of each request, not
+shared pool (`service/upstream/http11.py`). Keys never mix because the key is a header of each request, not
 of a connection.
 
 The view also lets a cancelled run cut its upstream request at once: the pool hands it each
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from service.errors import UpstreamCancelled
-from service.http11 import HTTP11Transport
+from service.upstream.http11 import HTTP11Transport
 
 
 class UpstreamPool:

@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from service.deps import StateDep
-from service.schemas import ErrorBody, error_response
+from service.http.deps import StateDep
+from service.http.schemas import ErrorBody, error_response
 
 router = APIRouter()
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from starlette.responses import JSONResponse
 
-from service.conversations import is_valid_id as is_valid_conversation_id
+from service.answering.conversations import is_valid_id as is_valid_conversation_id
 
 # Printable ASCII, no spaces: anything else cannot travel in an Authorization header.
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")

@@ -2,7 +2,7 @@
 readable by a browser's native `EventSource`), and stop it (`DELETE /runs/{id}`).
 
 The run id is the capability to read or stop a run: it is unguessable (128 random bits) and the
-API key never travels in a URL. See `service/held.py` for how long a run is kept.
+API key never travels in a URL. See `service/streaming/held_run.py` for how long a run is kept.
 """
 
 from typing import Annotated, Any
@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from service.answers import check_pipeline
-from service.deps import StateDep
-from service.held import owner_of
-from service.routes.chat import IdempotencyKey, checked_key, read_run, start_run
-from service.schemas import ChatRequest, ErrorBody, error_response
+from service.answering.answers import check_pipeline
+from service.http.deps import StateDep
+from service.http.routes.chat import IdempotencyKey, checked_key, read_run, start_run
+from service.http.schemas import ChatRequest, ErrorBody, error_response
+from service.streaming.held_run import owner_of
 
 router = APIRouter()
 

@@ -14,15 +14,15 @@ from typing import Any
 
 from haystack import AsyncPipeline
 
-from service.bridge import StreamBridge
-from service.collector import ChunkCollector, Failed, Finished, QueueItem
 from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, chain
-from service.gc_policy import IdleCollector
-from service.logs import failure_fields
-from service.metrics import ServiceMetrics
-from service.upstream import RunTransport, UpstreamPool
+from service.ops.gc_policy import IdleCollector
+from service.ops.logs import failure_fields
+from service.ops.metrics import ServiceMetrics
+from service.streaming.bridge import StreamBridge
+from service.streaming.collector import ChunkCollector, Failed, Finished, QueueItem
+from service.upstream.pool import RunTransport, UpstreamPool
 
-logger = logging.getLogger("service.runs")
+logger = logging.getLogger("service.streaming.run")
 
 PipelineFactory = Callable[[StreamBridge, RunTransport], AsyncPipeline]
 

@@ -1,13 +1,13 @@
 """`GET /healthz` (the process answers) and `GET /readyz` (it will take new streams).
 
-During a drain (service/shutdown.py) the first stays 200 and the second says 503, so an
+During a drain (service/ops/shutdown.py) the first stays 200 and the second says 503, so an
 orchestrator stops routing here without restarting a process that is finishing its streams.
 """
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import StateDep
+from service.http.deps import StateDep
 
 router = APIRouter()
 

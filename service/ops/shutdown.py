@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
-from service.deps import ServiceState
 from service.errors import ShuttingDown
+from service.http.deps import ServiceState
 
-logger = logging.getLogger("service.shutdown")
+logger = logging.getLogger("service.ops.shutdown")
 
 WRAP_UP = 0.5  # seconds for ended streams to send their error event and free their threads
 EXIT_MARGIN = 0.8  # the watchdog ends the process this long after the grace

@@ -25,7 +25,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 
-from service.sse import KEEPALIVE, Event, encode
+from service.streaming.sse import KEEPALIVE, Event, encode
 
 _COMPACT_AT = 1024  # dropped frames are deleted from the list's head in batches, not one by one
 

@@ -1,9 +1,9 @@
-"""`GET /metrics`: the app's Prometheus metrics (see `service.metrics`)."""
+"""`GET /metrics`: the app's Prometheus metrics (see `service.ops.metrics`)."""
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.deps import StateDep
+from service.http.deps import StateDep
 
 router = APIRouter()
 

@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.answers import Context
-from service.metrics import ServiceMetrics
-from service.pool import StreamPool
-from service.runs import RunRegistry
-from service.runstore import RunStore
+from service.answering.answers import Context
+from service.ops.metrics import ServiceMetrics
 from service.settings import Settings
+from service.store.runs import RunStore
+from service.streaming.run import RunRegistry
+from service.streaming.threads import StreamPool
 
 
 @dataclass
@@ -23,7 +23,7 @@ class ServiceState:
     answers: Context  # conversations, documents and the guard: what pipelines are built from
     runs: RunStore
     metrics: ServiceMetrics
-    draining: bool = False  # set by the shutdown drain (service/shutdown.py): no new streams, readyz 503
+    draining: bool = False  # set by the shutdown drain (service/ops/shutdown.py): no new streams, readyz 503
 
 
 async def get_state(request: Request) -> ServiceState:

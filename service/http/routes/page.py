@@ -1,6 +1,6 @@
 """`GET /`: a small chat page, and its few static files under `/static/`.
 
-The files live in `service/static/` and ship with the package; nothing is built. Only the files
+The files live in `service/http/static/` and ship with the package; nothing is built. Only the files
 that are there at start-up are served, with media types named here rather than guessed from the
 machine's MIME tables (a module script must come as JavaScript). The page takes an API key, so
 it is sent with a strict Content-Security-Policy: its own scripts only, and requests to its own
