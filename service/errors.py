@@ -36,11 +36,27 @@ class RunError:
 
 
 class CapacityExceeded(Exception):
-    """Every stream slot is taken."""
+    """Every stream slot is taken (or the held-runs store is full of running runs)."""
 
 
 class ShuttingDown(Exception):
-    """The service is stopping: a run still streaming after the shutdown grace is ended with this."""
+    """The service is stopping: no new run is admitted, and one still streaming after the grace is ended."""
+
+
+class RunNotFound(Exception):
+    """No run has this id, or it is no longer held."""
+
+
+class ConversationNotFound(Exception):
+    """No conversation has this id: never had, deleted, or evicted (the same answer for each)."""
+
+
+class RunExpired(Exception):
+    """A `Last-Event-ID` names a run that is no longer held (or is not the caller's)."""
+
+
+class ReplayUnavailable(Exception):
+    """The run is held, but no longer holds the events after the id the client has."""
 
 
 class RunTooLong(Exception):

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
-from service.http.deps import ServiceState
+from service.serving import Serving
 from service.settings import Settings
 from tests.support import asgi_client_for, run_server
 
@@ -56,8 +56,8 @@ class LiveService:
     client: httpx.Client
 
     @property
-    def state(self) -> ServiceState:
-        state: ServiceState = self.app.state.service
+    def state(self) -> Serving:
+        state: Serving = self.app.state.serving
         return state
 
 

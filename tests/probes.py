@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.demo_model import DemoModelServer
-from service.streaming.run import Run, RunRegistry
+from service.streaming.run import Admission, Run
 from tests.conftest import LiveService
 from tests.support import wait_until
 
@@ -24,7 +24,7 @@ from tests.support import wait_until
 class RunSpy:
     """Wraps `registry.admit` to keep every admitted run (and so the service's loop)."""
 
-    def __init__(self, registry: RunRegistry) -> None:
+    def __init__(self, registry: Admission) -> None:
         self.runs: list[Run] = []
         admit = registry.admit
 
@@ -107,8 +107,8 @@ class Baseline:
     def wait_back(self, service: LiveService, upstream: DemoModelServer, timeout: float = 15.0) -> None:
         now = Baseline.take(service, upstream)
         checks: list[tuple[str, Callable[[], bool]]] = [
-            ("pool.busy == 0", lambda: service.state.pool.busy == 0),
-            ("registry.active == 0", lambda: service.state.registry.active == 0),
+            ("pool.busy == 0", lambda: service.state.threads.busy == 0),
+            ("registry.active == 0", lambda: service.state.admission.active == 0),
             ("the upstream's open connections", lambda: upstream.open_connections <= self.upstream_open),
             ("threads outside the pool", lambda: threads_outside_the_pool() <= self.threads),
             (
@@ -173,7 +173,7 @@ class Settled:
 
     def __init__(self, service: LiveService, warm_up: Callable[[], object]) -> None:
         self.service = service
-        self.spy = RunSpy(service.state.registry)
+        self.spy = RunSpy(service.state.admission)
         warm_up()
         self.idle()
 
@@ -183,8 +183,8 @@ class Settled:
 
     def wait_idle(self, timeout: float = 10.0) -> None:
         state = self.service.state
-        wait_until(lambda: state.pool.busy == 0, timeout, "the pool's busy count to return to zero")
-        wait_until(lambda: state.registry.active == 0, timeout, "every run to be released")
+        wait_until(lambda: state.threads.busy == 0, timeout, "the pool's busy count to return to zero")
+        wait_until(lambda: state.admission.active == 0, timeout, "every run to be released")
 
     def check(self, timeout: float = 10.0) -> None:
         self.wait_idle(timeout)

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from service.http.routes.chat import DEMO_NOTICE
+from service.serving import DEMO_NOTICE
 from tests.browser import FES_PAGE, launch_chromium, new_page, serve_test_pages
 from tests.conftest import LiveFactory, LiveService
 from tests.nginx import nginx_in_front
@@ -111,7 +111,7 @@ def test_stop_leaves_a_stopped_state_and_cancels_the_run(
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5), "the upstream connection stayed open after Stop"
     assert record.client_gone and not record.completed
-    wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
 
 
 def test_the_page_shows_an_error_event_with_its_message(

@@ -61,7 +61,7 @@ def test_native_eventsource_resumes_after_a_cut(
     assert len(ids) == len(set(ids)), "an event arrived twice"
     assert opens >= 2, "EventSource never reconnected: the cut did not happen mid-answer"
     assert len(upstream_server.requests) == 1, "the reconnect started a second generation"
-    wait_until(lambda: service.state.pool.busy == 0, 10, "the pool to be idle")
+    wait_until(lambda: service.state.threads.busy == 0, 10, "the pool to be idle")
 
 
 def test_fetch_event_source_resumes_after_a_cut(
@@ -85,4 +85,4 @@ def test_fetch_event_source_resumes_after_a_cut(
     assert "".join(texts) == outcome["text"], "text was shown twice or lost"
     assert len(posts) >= 2 and set(posts) == {f"{proxy.url}/chat"}, posts
     assert len(upstream_server.requests) == 1, "the re-POST started a second generation"
-    wait_until(lambda: service.state.pool.busy == 0, 10, "the pool to be idle")
+    wait_until(lambda: service.state.threads.busy == 0, 10, "the pool to be idle")

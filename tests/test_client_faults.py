@@ -101,7 +101,7 @@ def test_a_slow_reader_holds_the_upstream_back_and_is_not_dropped(
             received = 0
             while received < BIG:
                 received += len(sock.recv(BIG - received))
-        assert service.state.registry.active == 1, "a reader that makes progress was dropped"
+        assert service.state.admission.active == 1, "a reader that makes progress was dropped"
         assert not record.closed.is_set()
         assert record.tokens_sent < total // 4, f"{record.tokens_sent} of {total} tokens left the upstream"
     finally:
@@ -150,9 +150,9 @@ def test_hundreds_of_clients_leaving_at_once(live_service: LiveFactory, upstream
         socks += [raw_chat(service.url, body(f"sk-many-{n}")) for n in range(count)]
         for sock in socks:
             read_until(sock, b"event: data")
-        assert service.state.registry.active == count
+        assert service.state.admission.active == count
         assert upstream_server.open_connections >= count
-        assert service.state.pool.busy == count, "each stream holds a pool thread while it streams"
+        assert service.state.threads.busy == count, "each stream holds a pool thread while it streams"
     finally:
         for sock in socks:  # all at once
             sock.close()

@@ -150,7 +150,7 @@ def test_a_cancelled_turn_is_not_stored(live_service: LiveFactory, upstream_serv
         assert stream.next_event().event == "data"  # type: ignore[union-attr]
     record = upstream_server.wait_for_requests(2)[1]
     assert record.closed.wait(10)
-    wait_until(lambda: service.state.registry.active == 0, 10, "the cancelled run to be released")
+    wait_until(lambda: service.state.admission.active == 0, 10, "the cancelled run to be released")
     assert len(history(service, conversation_id)) == 2
 
 

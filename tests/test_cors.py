@@ -8,7 +8,6 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
-from service.http.middleware.cors import CrossOriginMiddleware
 from service.settings import Settings
 from tests.conftest import LiveFactory, SettingsFactory
 from tests.support import asgi_client_for, parse_sse
@@ -31,18 +30,14 @@ def cors_headers(response: httpx.Response) -> dict[str, str]:
 
 async def test_a_preflight_from_an_allowed_origin_gets_the_policy(cors_client: httpx.AsyncClient) -> None:
     response = await cors_client.options("/chat", headers={"origin": ALLOWED} | PREFLIGHT)
-    assert response.status_code == 204
+    assert response.status_code == 200
     headers = cors_headers(response)
     assert headers["access-control-allow-origin"] == ALLOWED
     assert set(headers["access-control-allow-methods"].split(", ")) == {"POST", "GET", "DELETE", "OPTIONS"}
-    assert set(headers["access-control-allow-headers"].split(", ")) == {
-        "content-type",
-        "authorization",
-        "idempotency-key",
-        "last-event-id",
-    }
+    allowed = {name.lower() for name in headers["access-control-allow-headers"].split(", ")}
+    assert {"content-type", "authorization", "idempotency-key", "last-event-id"} <= allowed
     assert "access-control-allow-credentials" not in headers  # off unless configured
-    assert response.headers["vary"] == "Origin"
+    assert "Origin" in response.headers["vary"]
 
 
 async def test_a_preflight_may_ask_for_the_bearer_header(cors_client: httpx.AsyncClient) -> None:
@@ -52,14 +47,16 @@ async def test_a_preflight_may_ask_for_the_bearer_header(cors_client: httpx.Asyn
         "access-control-request-headers": "Authorization",
     }
     response = await cors_client.options("/chat", headers=headers)
-    assert response.status_code == 204 and cors_headers(response)["access-control-allow-origin"] == ALLOWED
+    assert response.status_code == 200 and cors_headers(response)["access-control-allow-origin"] == ALLOWED
 
 
-async def test_a_disallowed_origin_gets_no_cors_headers(cors_client: httpx.AsyncClient) -> None:
+async def test_a_disallowed_origin_is_not_allowed(cors_client: httpx.AsyncClient) -> None:
+    """What makes a browser block the request: no Access-Control-Allow-Origin (Starlette's preflight
+    refusal still lists the allowed methods and headers, which tells an origin nothing it may use)."""
     preflight = await cors_client.options("/chat", headers={"origin": OTHER} | PREFLIGHT)
-    assert preflight.status_code == 400 and cors_headers(preflight) == {}
+    assert preflight.status_code == 400 and "access-control-allow-origin" not in cors_headers(preflight)
     request = await cors_client.get("/healthz", headers={"origin": OTHER})
-    assert request.status_code == 200 and cors_headers(request) == {}
+    assert request.status_code == 200 and "access-control-allow-origin" not in cors_headers(request)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +67,9 @@ async def test_a_disallowed_origin_gets_no_cors_headers(cors_client: httpx.Async
     ],
 )
 async def test_a_preflight_outside_the_policy_is_refused(cors_client: httpx.AsyncClient, asked: dict[str, str]) -> None:
+    """A preflight answered with a status outside 200-299 fails in the browser (Fetch's CORS check)."""
     response = await cors_client.options("/chat", headers={"origin": ALLOWED} | asked)
-    assert response.status_code == 400 and cors_headers(response) == {}
+    assert response.status_code == 400
 
 
 async def test_a_request_from_an_allowed_origin_can_read_retry_after(cors_client: httpx.AsyncClient) -> None:
@@ -114,7 +112,7 @@ async def test_a_wildcard_without_credentials_allows_any_origin(make_settings: S
     app = create_app(make_settings(cors_origins="*"))
     async with app.router.lifespan_context(app), asgi_client_for(app) as client:
         preflight = await client.options("/chat", headers={"origin": OTHER} | PREFLIGHT)
-    assert preflight.status_code == 204
+    assert preflight.status_code == 200
     assert cors_headers(preflight)["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in cors_headers(preflight)
 
@@ -122,8 +120,6 @@ async def test_a_wildcard_without_credentials_allows_any_origin(make_settings: S
 def test_a_wildcard_with_credentials_is_refused_at_start_up() -> None:
     with pytest.raises(ValidationError, match="cannot be combined with cors_allow_credentials"):
         Settings.model_validate({"cors_origins": "*", "cors_allow_credentials": True})
-    with pytest.raises(ValueError, match="wildcard"):
-        CrossOriginMiddleware(create_app(Settings()), origins=["*"], allow_credentials=True)
 
 
 def test_the_stream_to_an_allowed_origin_carries_allow_origin(
@@ -136,7 +132,7 @@ def test_the_stream_to_an_allowed_origin_carries_allow_origin(
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/event-stream"
     assert response.headers["access-control-allow-origin"] == ALLOWED
-    assert response.headers["vary"] == "Origin"
+    assert "Origin" in response.headers["vary"]
     assert [e.event for e in parse_sse(response.text).events][-1] == "end"
     same_origin = service.client.post("/chat", json=body, headers={"origin": service.url})
     assert "access-control-allow-origin" not in same_origin.headers

@@ -96,5 +96,5 @@ def test_chat_never_fails_with_a_500_or_hangs(live_service: LiveFactory, upstrea
     with client:
         check()
     state = service.state
-    wait_until(lambda: state.registry.active == 0, 10, "every run to be released")
-    wait_until(lambda: state.pool.busy == 0, 10, "the pool's busy count to return to zero")
+    wait_until(lambda: state.admission.active == 0, 10, "every run to be released")
+    wait_until(lambda: state.threads.busy == 0, 10, "the pool's busy count to return to zero")

@@ -5,16 +5,16 @@ import gc
 import subprocess
 import sys
 
-from service.ops.gc_policy import IdleCollector
+from service.ops.gc_policy import IdleGC
 from tests.support import until
 
 
 def test_the_served_app_freezes_its_start_up_heap_and_collects_fully_less_often() -> None:
     """Checked in a fresh interpreter: the settings are process-wide and would leak into other tests."""
     script = (
-        "import gc; from service.app import app_from_env; from service.ops.gc_policy import IdleCollector; "
+        "import gc; from service.app import app_from_env; from service.ops.gc_policy import IdleGC; "
         "default = gc.get_threshold(); app_from_env(); "
-        "print(default[2], gc.get_threshold()[2], gc.get_freeze_count(), IdleCollector.for_process() is not None)"
+        "print(default[2], gc.get_threshold()[2], gc.get_freeze_count(), IdleGC.for_process() is not None)"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     default, settled, frozen, collects_when_idle = result.stdout.split()
@@ -24,7 +24,7 @@ def test_the_served_app_freezes_its_start_up_heap_and_collects_fully_less_often(
 
 
 def test_a_process_that_never_settled_has_no_idle_collector() -> None:
-    assert IdleCollector.for_process() is None  # this test process never settled its heap
+    assert IdleGC.for_process() is None  # this test process never settled its heap
 
 
 async def test_a_full_collection_runs_once_the_service_has_been_idle() -> None:
@@ -36,7 +36,7 @@ async def test_a_full_collection_runs_once_the_service_has_been_idle() -> None:
 
     gc.callbacks.append(watch)
     gc.disable()  # only the collector's own collection may run meanwhile
-    collector = IdleCollector(delay=0.01)
+    collector = IdleGC(delay=0.01)
     try:
         collector.idle()  # idle, but nothing ran since the last collection: nothing to do
         await asyncio.sleep(0.05)

@@ -17,6 +17,6 @@ async def test_health_and_readiness(asgi_client: httpx.AsyncClient) -> None:
 async def test_not_ready_while_draining(make_settings: SettingsFactory) -> None:
     app: FastAPI = create_app(make_settings())
     async with app.router.lifespan_context(app), asgi_client_for(app) as client:
-        app.state.service.draining = True
+        app.state.serving.draining = True
         response = await client.get("/readyz")
     assert response.status_code == 503 and response.json() == {"status": "draining", "active_streams": 0}

@@ -58,7 +58,7 @@ def test_resuming_headers_are_refused_with_a_json_answer(live_service: LiveFacto
     assert response.json()["errors"] == [
         {"field": field, "message": "applies to streamed answers only, not to a JSON answer"}
     ]
-    assert service.state.registry.active == 0
+    assert service.state.admission.active == 0
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_a_json_client_leaving_cancels_the_run_and_closes_the_upstream(
     record = upstream_server.wait_for_requests(1)[0]
     sock.close()
     assert record.closed.wait(10), "the upstream connection stayed open after the client left"
-    wait_until(lambda: service.state.registry.active == 0, 10, "the run to be released")
+    wait_until(lambda: service.state.admission.active == 0, 10, "the run to be released")
     assert record.client_gone and not record.completed
 
 

@@ -76,8 +76,8 @@ def test_client_leaving_mid_stream_closes_the_upstream_and_frees_the_thread(
     assert record.closed.wait(5), "the upstream connection stayed open after the client left"
     assert record.client_gone and not record.completed
     assert record.tokens_sent < total // 2, f"{record.tokens_sent} of {total} tokens: stopped late"
-    wait_until(lambda: service.state.pool.busy == 0, message="the pool's busy count to return to zero")
-    wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+    wait_until(lambda: service.state.threads.busy == 0, message="the pool's busy count to return to zero")
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
 
 
 def test_client_leaving_during_a_slow_first_token_closes_the_upstream(
@@ -91,7 +91,7 @@ def test_client_leaving_during_a_slow_first_token_closes_the_upstream(
     stream.close()
     assert record.closed.wait(2), "a stalled upstream kept its connection after the client left"
     assert record.client_gone and record.tokens_sent == 0
-    wait_until(lambda: service.state.pool.busy == 0, message="the pool's busy count to return to zero")
+    wait_until(lambda: service.state.threads.busy == 0, message="the pool's busy count to return to zero")
 
 
 def test_a_full_pool_answers_503_at_once_and_recovers(
@@ -108,7 +108,7 @@ def test_a_full_pool_answers_503_at_once_and_recovers(
     assert refused.json()["type"] == "at_capacity" and refused.json()["retryable"] is True
     for stream in streams:
         stream.close()
-    wait_until(lambda: service.state.registry.active == 0, message="both runs to be released")
+    wait_until(lambda: service.state.admission.active == 0, message="both runs to be released")
     upstream_server.behaviour = Behaviour(tokens=2, first_token_delay=0, token_delay=0)
     assert service.client.post("/chat", json=body()).status_code == 200
 

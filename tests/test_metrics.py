@@ -63,7 +63,7 @@ def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
         assert value(live, "haystream_upstream_open_responses") == 1
         refused = service.client.post("/chat", json=body())
         assert refused.status_code == 503
-    wait_until(lambda: service.state.registry.active == 0, message="the held run to be released")
+    wait_until(lambda: service.state.admission.active == 0, message="the held run to be released")
 
     def ended() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage() == "run ended"]
@@ -85,7 +85,7 @@ def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
     assert value(samples, "haystream_active_streams") == 0
     assert value(samples, "haystream_upstream_open_responses") == 0
     assert value(samples, "haystream_max_streams") == 1
-    assert value(samples, "haystream_pool_threads") == service.state.pool.size
+    assert value(samples, "haystream_pool_threads") == service.state.threads.size
     assert value(samples, "haystream_asyncio_tasks") >= 1
     assert value(samples, "haystream_threads") >= 1
     assert value(samples, "process_resident_memory_bytes") > 0

@@ -105,7 +105,7 @@ def test_without_keepalives_nginx_cuts_a_slow_first_token_and_the_run_is_cancell
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5), "nginx's timeout did not reach the upstream"
     assert record.client_gone and record.tokens_sent == 0
-    wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
 
 
 def test_a_client_leaving_nginx_cancels_the_run_upstream(
@@ -120,8 +120,8 @@ def test_a_client_leaving_nginx_cancels_the_run_upstream(
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5), "the upstream connection stayed open after the client left nginx"
     assert record.client_gone and not record.completed
-    wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
-    wait_until(lambda: service.state.pool.busy == 0, message="the pool's busy count to return to zero")
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
+    wait_until(lambda: service.state.threads.busy == 0, message="the pool's busy count to return to zero")
 
 
 # The controls for X-Accel-Buffering. nginx's defaults are HTTP/1.0 to the upstream with buffering

@@ -3,7 +3,7 @@
 import asyncio
 
 from service.streaming.event_log import EventLog
-from service.streaming.sse import KEEPALIVE, Event, encode
+from service.streaming.sse import KEEPALIVE_FRAME, Event, encode
 
 
 def frame(run_id: str, n: int) -> bytes:
@@ -53,7 +53,7 @@ async def test_a_waiting_reader_is_woken_by_an_append_a_keepalive_and_the_close(
     pending = asyncio.ensure_future(anext(frames))
     await asyncio.sleep(0)
     log.keepalive()
-    assert await pending == KEEPALIVE
+    assert await pending == KEEPALIVE_FRAME
     pending = asyncio.ensure_future(anext(frames))
     await asyncio.sleep(0)
     log.append(Event("metadata", "{}"))

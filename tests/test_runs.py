@@ -54,8 +54,8 @@ def check_whole(first: list[SSEEvent], second: list[SSEEvent], behaviour: Behavi
 
 def idle(service: LiveService) -> None:
     state = service.state
-    wait_until(lambda: state.pool.busy == 0, 10, "the pool's busy count to return to zero")
-    wait_until(lambda: state.registry.active == 0, 10, "every run to be released")
+    wait_until(lambda: state.threads.busy == 0, 10, "the pool's busy count to return to zero")
+    wait_until(lambda: state.admission.active == 0, 10, "every run to be released")
 
 
 @pytest.fixture

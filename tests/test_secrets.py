@@ -65,7 +65,7 @@ def test_the_key_is_in_no_log_line_at_debug_across_success_faults_and_disconnect
     live_service: LiveFactory, upstream_server: DemoModelServer, everything: Everything
 ) -> None:
     service = live_service(upstream_timeout=0.5, send_timeout=1, queue_size=2)
-    spy = RunSpy(service.state.registry)
+    spy = RunSpy(service.state.admission)
     seen: list[str] = []
     upstream_server.behaviour = Behaviour(**FAST)
     seen.append(ask(service))
@@ -92,7 +92,7 @@ def test_the_key_is_in_no_log_line_at_debug_across_success_faults_and_disconnect
     with refused_port() as port:
         refused = live_service(base_url=f"http://127.0.0.1:{port}/v1")
         seen.append(ask(refused))
-    wait_until(lambda: service.state.registry.active == 0 and refused.state.registry.active == 0, 10, "idle")
+    wait_until(lambda: service.state.admission.active == 0 and refused.state.admission.active == 0, 10, "idle")
 
     assert all(SENTINEL not in text for text in seen)
     assert len(everything.lines) > 40, "too little was captured for this test to mean anything"
@@ -119,7 +119,7 @@ def test_the_key_is_in_no_repr() -> None:
 async def test_a_run_has_no_key_in_its_repr(live_service: LiveFactory, upstream_server: DemoModelServer) -> None:
     upstream_server.behaviour = Behaviour(**(FAST | {"first_token_delay": 30}))
     service = live_service()
-    spy = RunSpy(service.state.registry)
+    spy = RunSpy(service.state.admission)
     with LiveStream(service.client, {"query": "q", "api_key": SENTINEL}) as stream:
         stream.next_event()
         (run,) = spy.runs
@@ -166,4 +166,4 @@ def test_concurrent_callers_each_reach_the_upstream_with_only_their_own_key_amid
         elif n % 4 == 3:
             assert events[-1].event == "end"
     assert all(record.closed.wait(5) for record in records)
-    wait_until(lambda: service.state.registry.active == 0 and service.state.pool.busy == 0, 10, "idle")
+    wait_until(lambda: service.state.admission.active == 0 and service.state.threads.busy == 0, 10, "idle")

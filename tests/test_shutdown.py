@@ -80,7 +80,7 @@ def assert_refused_while_draining(url: str) -> None:
 
 def server_loop(service: LiveService) -> asyncio.AbstractEventLoop:
     """The live server's event loop, found through a running stream's task."""
-    run = next(iter(service.state.registry.runs.values()))
+    run = next(iter(service.state.admission.runs.values()))
     assert run.task is not None
     return run.task.get_loop()
 
@@ -101,8 +101,8 @@ def test_the_drain_lets_a_short_stream_finish_and_ends_a_long_one(
     assert time.monotonic() - started >= 2.0 - 0.1, "the long stream was ended before the grace was over"
     drained.result(10)
     assert long_upstream.closed.wait(5) and not long_upstream.completed, "the upstream kept streaming"
-    wait_until(lambda: service.state.pool.busy == 0, message="the worker threads to be freed")
-    assert service.state.registry.active == 0
+    wait_until(lambda: service.state.threads.busy == 0, message="the worker threads to be freed")
+    assert service.state.admission.active == 0
 
 
 def test_the_drain_ends_as_soon_as_the_streams_are_done(
@@ -148,7 +148,7 @@ async def test_the_signal_hook_goes_in_front_of_the_servers_handler_and_hands_ov
             assert callable(ours) and ours is not server_handler
             ours(signal.SIGTERM, None)
             await asyncio.wait_for(handed_over.wait(), 5)  # nothing was streaming: handed over at once
-            assert app.state.service.draining
+            assert app.state.serving.draining
         assert watchdogs == [5 + shutdown.EXIT_MARGIN]
         assert signal.getsignal(signal.SIGTERM) is server_handler, "the server's handler was not put back"
     finally:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.streaming.sse import KEEPALIVE, Event, comment, encode
+from service.streaming.sse import KEEPALIVE_FRAME, Event, comment, encode
 from tests.support import parse_sse
 
 
@@ -39,7 +39,7 @@ def test_id_and_event_cannot_break_the_frame(bad: str) -> None:
 
 
 def test_comment_and_keepalive_are_ignored_by_a_parser() -> None:
-    parser = parse_sse((KEEPALIVE + comment("two\nlines") + encode(Event("e", "d"))).decode())
+    parser = parse_sse((KEEPALIVE_FRAME + comment("two\nlines") + encode(Event("e", "d"))).decode())
     assert parser.comments == ["keep-alive", "two", "lines"]
     assert [(e.event, e.data) for e in parser.events] == [("e", "d")]
 

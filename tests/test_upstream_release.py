@@ -42,14 +42,14 @@ def test_a_client_leaving_closes_the_upstream_response_without_the_garbage_colle
     which then waited for itself, and every other run waited behind it: the soak run deadlocked.
     """
     service = live_service(queue_size=4)
-    upstream = service.state.registry.upstream
+    upstream = service.state.admission.upstream
     for token_delay in (0.01, 0.0):  # a paced producer, and one blocked on the full queue
         upstream_server.behaviour = Behaviour(tokens=2000, first_token_delay=0, token_delay=token_delay)
         for _ in range(3):
             with LiveStream(service.client, BODY) as stream:
                 assert [e.event for e in (stream.next_event(), stream.next_event()) if e] == ["metadata", "data"]
                 assert upstream.open_responses == 1
-            wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+            wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
             assert upstream.open_responses == 0, f"a response waits for the garbage collector ({token_delay=})"
 
 
@@ -58,7 +58,7 @@ def test_completed_and_failed_runs_close_their_upstream_responses(
     live_service: LiveFactory, upstream_server: DemoModelServer
 ) -> None:
     service = live_service()
-    upstream = service.state.registry.upstream
+    upstream = service.state.admission.upstream
     for behaviour in (
         Behaviour(tokens=5, first_token_delay=0, token_delay=0),
         Behaviour(tokens=9, fault="malformed", fault_after=3, first_token_delay=0, token_delay=0),
@@ -68,7 +68,7 @@ def test_completed_and_failed_runs_close_their_upstream_responses(
         upstream_server.behaviour = behaviour
         last = parse_sse(service.client.post("/chat", json=BODY).text).events[-1]
         assert last.event in ("end", "error")
-        wait_until(lambda: service.state.registry.active == 0, message="the run to be released")
+        wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
         assert upstream.open_responses == 0, behaviour
 
 

@@ -1,35 +1,38 @@
 """What a request handler can depend on, as `Annotated` aliases."""
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from service.answering.answers import Context
-from service.ops.metrics import ServiceMetrics
-from service.settings import Settings
-from service.store.runs import RunStore
-from service.streaming.run import RunRegistry
-from service.streaming.threads import StreamPool
+from service.serving import Serving
+
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+MAX_EVENT_ID_CHARS = 200
 
 
-@dataclass
-class ServiceState:
-    """Built by the app's lifespan; lives as long as the app."""
-
-    settings: Settings
-    registry: RunRegistry
-    pool: StreamPool
-    answers: Context  # conversations, documents and the guard: what pipelines are built from
-    runs: RunStore
-    metrics: ServiceMetrics
-    draining: bool = False  # set by the shutdown drain (service/ops/shutdown.py): no new streams, readyz 503
-
-
-async def get_state(request: Request) -> ServiceState:
+async def get_serving(request: Request) -> Serving:
     """Async on purpose: FastAPI runs a sync dependency on a worker thread, a thread hop per request."""
-    state: ServiceState = request.app.state.service
-    return state
+    serving: Serving = request.app.state.serving
+    return serving
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
+ServingDep = Annotated[Serving, Depends(get_serving)]
+
+Authorization = Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=MAX_IDEMPOTENCY_KEY_CHARS,
+        description="A client-chosen id per user action: a repeat with the same key (and API key) attaches "
+        "to the run it started instead of starting another.",
+    ),
+]
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=MAX_EVENT_ID_CHARS,
+        description="Resume the run this event belongs to, after it.",
+    ),
+]

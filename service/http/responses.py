@@ -10,13 +10,15 @@ client that stays connected but stops reading is dropped after `send_timeout` (`
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TypeVar
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from service.http.schemas import ErrorBody
 from service.http.send_watchdog import SendWatchdog
+from service.serving import Reader
 
 T = TypeVar("T")
 
@@ -64,6 +66,13 @@ class EventStreamResponse(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+def event_stream(reader: Reader | None, send_timeout: float | None) -> Response:
+    """The response for a reader of a run; 204 when nothing more will come (EventSource stops retrying)."""
+    if reader is None:
+        return Response(status_code=204)
+    return EventStreamResponse(reader.frames, on_close=reader.on_close, send_timeout=send_timeout)
+
+
 async def until_disconnected(work: "asyncio.Task[T]", receive: Receive) -> None:
     """Wait for `work` to end, or for the client to leave (`http.disconnect`), whichever comes first;
     then cancel whatever is still running. `work`'s result, if it finished, stays on the task."""
@@ -80,3 +89,17 @@ async def until_disconnected(work: "asyncio.Task[T]", receive: Receive) -> None:
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def error_response(
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An `ErrorBody` as the JSON response every refusal before a stream is."""
+    body = ErrorBody(type=error_type, message=message, retryable=retryable, errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)

@@ -1,13 +1,13 @@
 """Request and response bodies."""
 
 import re
-from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from starlette.responses import JSONResponse
 
 from service.answering.conversations import is_valid_id as is_valid_conversation_id
+from service.errors import InvalidRequest
+from service.serving import Ask
 
 # Printable ASCII, no spaces: anything else cannot travel in an Authorization header.
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
@@ -83,15 +83,18 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
-def error_response(
-    status: int,
-    error_type: str,
-    message: str,
-    *,
-    retryable: bool = False,
-    errors: list[dict[str, str]] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
-    """An `ErrorBody` as the JSON response every refusal before a stream is."""
-    body = ErrorBody(type=error_type, message=message, retryable=retryable, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
+def ask_of(body: ChatRequest, authorization: str | None) -> Ask:
+    """The question and the caller's key: the body's key wins, else a Bearer token, else a refusal."""
+    return Ask(_api_key(body, authorization), body.query, body.pipeline, body.conversation_id)
+
+
+def _api_key(body: ChatRequest, authorization: str | None) -> str:
+    if body.api_key is not None:
+        return body.api_key.get_secret_value()
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not is_header_safe_key(token):
+            raise InvalidRequest("authorization", "must be 'Bearer <key>' with a printable ASCII key")
+        return token
+    raise InvalidRequest("api_key", "is required (in the body, or as an 'Authorization: Bearer' header)")

@@ -12,7 +12,7 @@ the served process:
 - a full collection after 100 generation-1 collections instead of 10: under steady load, one every
   few tens of seconds rather than every few seconds;
 - the full collection this puts off runs when the service has had no run for a second
-  (`IdleCollector`), so the garbage of a busy spell (per-request objects in reference cycles) is
+  (`IdleGC`), so the garbage of a busy spell (per-request objects in reference cycles) is
   reclaimed when a pause costs nobody a token, not left for the next busy spell.
 
 Reference counting frees everything else as before; only objects in reference cycles wait.
@@ -36,7 +36,7 @@ def settle_heap() -> None:
     _settled = True
 
 
-class IdleCollector:
+class IdleGC:
     """Told when the service gets busy and when it goes idle; collects fully after `delay` s of idleness."""
 
     def __init__(self, delay: float = IDLE_COLLECT_AFTER) -> None:
@@ -45,7 +45,7 @@ class IdleCollector:
         self._garbage = False  # a run since the last collection
 
     @classmethod
-    def for_process(cls) -> "IdleCollector | None":
+    def for_process(cls) -> "IdleGC | None":
         """One when this process settled its heap (the served app); None otherwise (an app in tests)."""
         return cls() if _settled else None
 

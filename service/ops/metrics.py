@@ -68,7 +68,7 @@ class LiveGauge:
     read: Callable[[], float]
 
 
-class Admission(Protocol):
+class Slots(Protocol):
     @property
     def active(self) -> int: ...
     @property
@@ -80,7 +80,7 @@ class Upstream(Protocol):
     def open_responses(self) -> int: ...
 
 
-class Pool(Protocol):
+class Threads(Protocol):
     @property
     def busy(self) -> int: ...
     @property
@@ -88,7 +88,7 @@ class Pool(Protocol):
 
 
 def live_gauges(
-    admission: Admission, upstream: Upstream, pool: Pool, loop: asyncio.AbstractEventLoop
+    admission: Slots, upstream: Upstream, pool: Threads, loop: asyncio.AbstractEventLoop
 ) -> list[LiveGauge]:
     return [
         LiveGauge("haystream_active_streams", "Streams admitted and not yet finished.", lambda: admission.active),

@@ -36,7 +36,7 @@ from types import FrameType
 from typing import Any
 
 from service.errors import ShuttingDown
-from service.http.deps import ServiceState
+from service.serving import Serving
 
 logger = logging.getLogger("service.ops.shutdown")
 
@@ -49,12 +49,12 @@ Handler = Callable[[int, FrameType | None], Any]
 class Drain:
     """Stop admitting, wait for the running streams up to the grace, then end the rest with an error."""
 
-    def __init__(self, state: ServiceState, grace: float) -> None:
+    def __init__(self, state: Serving, grace: float) -> None:
         self.state = state
         self.grace = grace
 
     async def run(self) -> None:
-        registry = self.state.registry
+        registry = self.state.admission
         self.state.draining = True
         logger.info("draining", extra={"active_streams": registry.active, "grace_s": self.grace})
         if not await registry.wait_idle(self.grace):
@@ -63,13 +63,13 @@ class Drain:
         logger.info("drained", extra={"active_streams": registry.active})
 
     def end_streams(self) -> None:
-        ended = self.state.registry.fail_all(ShuttingDown())
+        ended = self.state.admission.fail_all(ShuttingDown())
         if ended:
             logger.warning("ending streams still running at shutdown", extra={"streams": ended})
 
 
 @contextlib.contextmanager
-def drain_on_signals(state: ServiceState, grace: float) -> Iterator[None]:
+def drain_on_signals(state: Serving, grace: float) -> Iterator[None]:
     """While the app runs, SIGTERM drains it first, then goes on to the server's handler."""
     server_handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if not callable(server_handler):  # SIG_DFL, or not the main thread: no server is listening for it
@@ -123,16 +123,16 @@ class _SignalDrain:
             self.task.cancel()
 
 
-def _start_watchdog(seconds: float, state: ServiceState) -> None:
+def _start_watchdog(seconds: float, state: Serving) -> None:
     timer = threading.Timer(seconds, _exit_now, args=(seconds, state))
     timer.name = "shutdown-watchdog"
     timer.daemon = True
     timer.start()
 
 
-def _exit_now(seconds: float, state: ServiceState) -> None:
+def _exit_now(seconds: float, state: Serving) -> None:
     """Threads still blocked (on an upstream that never answered) would hold the exit: leave without them."""
-    extra = {"busy_threads": state.pool.busy}
+    extra = {"busy_threads": state.threads.busy}
     logger.error("still running %.1f s after the shutdown signal; exiting now", seconds, extra=extra)
     logging.shutdown()
     os._exit(0)

@@ -22,7 +22,7 @@ from haystack.dataclasses import StreamingChunk
 from service.errors import RunError
 from service.streaming.sse import Event
 
-KEEPALIVE = None  # what the collector yields when it is time for a keep-alive comment
+KEEPALIVE_DUE = None  # what the collector yields when it is time for a keep-alive comment
 _NOTHING = object()
 
 
@@ -77,8 +77,8 @@ class ChunkCollector:
                     item = self._queue.get_nowait() if not self._queue.empty() else _NOTHING
                 if self._texts:
                     yield self._data_event()
-                elif item is KEEPALIVE:
-                    yield KEEPALIVE
+                elif item is KEEPALIVE_DUE:
+                    yield KEEPALIVE_DUE
                 if isinstance(item, Finished):
                     self.finished = True
                     if self._on_finished is not None:
@@ -104,7 +104,7 @@ class ChunkCollector:
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last_sent
         if idle >= self._interval * 0.99 and self._queue.empty():
-            self._queue.put_nowait(KEEPALIVE)
+            self._queue.put_nowait(KEEPALIVE_DUE)
             idle = 0.0
         self._timer = loop.call_later(max(self._interval - idle, 0.01), self._tick)
 

@@ -25,7 +25,7 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 
-from service.streaming.sse import KEEPALIVE, Event, encode
+from service.streaming.sse import KEEPALIVE_FRAME, Event, encode
 
 _COMPACT_AT = 1024  # dropped frames are deleted from the list's head in batches, not one by one
 
@@ -129,7 +129,7 @@ class EventLog:
                     if not waiter.done():
                         self._waiters.remove(waiter)
                 if keepalive and position == self.next_seq and not self.closed:
-                    yield KEEPALIVE
+                    yield KEEPALIVE_FRAME
 
     # Internals.
 

@@ -10,7 +10,6 @@ once with a `cancelled` error event. Whatever ends it, the log's last frame is `
 """
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Callable
 
@@ -19,11 +18,6 @@ from service.streaming.collector import ChunkCollector
 from service.streaming.event_log import EventLog
 from service.streaming.run import Run
 from service.streaming.sse import Event
-
-
-def owner_of(api_key: str) -> bytes:
-    """Who may attach by Idempotency-Key or resume a POST /chat: a hash of the key, never the key."""
-    return hashlib.sha256(api_key.encode()).digest()
 
 
 class HeldRun:

@@ -1,4 +1,4 @@
-"""A run's life: admission, its id, the pipeline task, cancellation, and the registry that owns it.
+"""A run's life: admission, its id, the pipeline task, cancellation, and the admission that owns it.
 
 A run holds its admission slot until its producer task has really finished, not merely until
 its client left: the slot stands for a pool thread, and a cancelled run's thread is only free
@@ -15,7 +15,7 @@ from typing import Any
 from haystack import AsyncPipeline
 
 from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, chain
-from service.ops.gc_policy import IdleCollector
+from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
 from service.ops.metrics import ServiceMetrics
 from service.streaming.bridge import StreamBridge
@@ -28,12 +28,12 @@ PipelineFactory = Callable[[StreamBridge, RunTransport], AsyncPipeline]
 
 
 class Run:
-    def __init__(self, registry: "RunRegistry", queue_size: int) -> None:
+    def __init__(self, admission: "Admission", queue_size: int) -> None:
         self.id = "run_" + secrets.token_urlsafe(16)
-        self.registry = registry
+        self.admission = admission
         # One batch in the queue and one in the bridge: at most 2 x queue_size chunks per stream.
         self.queue: asyncio.Queue[QueueItem] = asyncio.Queue(maxsize=1)
-        self.transport = registry.upstream.transport_for_run()
+        self.transport = admission.upstream.transport_for_run()
         self.bridge = StreamBridge(
             asyncio.get_running_loop(), self.queue, max_pending=queue_size, on_refuse=self.transport.close_response
         )
@@ -47,8 +47,8 @@ class Run:
         """Build the run's pipeline and run it on `inputs`, the prompt builder's (the query and its context)."""
         pipeline = factory(self.bridge, self.transport)
         self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, inputs), name=self.id)
-        self.task.add_done_callback(lambda _: self.registry.release(self))
-        logger.info("run started", extra={"run_id": self.id, "active": self.registry.active})
+        self.task.add_done_callback(lambda _: self.admission.release(self))
+        logger.info("run started", extra={"run_id": self.id, "active": self.admission.active})
 
     async def _produce(self, pipeline: AsyncPipeline, inputs: dict[str, Any]) -> None:
         """Whatever happens, the queue ends with one `Finished` or `Failed`, unless nobody is reading."""
@@ -119,22 +119,22 @@ class Run:
                 "duration_ms": round(duration * 1000, 1),
             },
         )
-        if self.registry.metrics is not None:
-            self.registry.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
+        if self.admission.metrics is not None:
+            self.admission.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
     return any(isinstance(link, kind) for link in chain(error))
 
 
-class RunRegistry:
+class Admission:
     def __init__(
         self,
         max_streams: int,
         upstream: UpstreamPool,
         queue_size: int,
         metrics: ServiceMetrics | None = None,
-        collector: IdleCollector | None = None,
+        collector: IdleGC | None = None,
     ) -> None:
         self.max_streams = max_streams
         self.upstream = upstream

@@ -38,4 +38,4 @@ def comment(text: str) -> bytes:
     return "".join(f": {line}\n" for line in _LINE_BREAK.split(text)).encode() + b"\n"
 
 
-KEEPALIVE = comment("keep-alive")
+KEEPALIVE_FRAME = comment("keep-alive")

@@ -13,7 +13,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class StreamPool(ThreadPoolExecutor):
+class WorkerThreads(ThreadPoolExecutor):
     def __init__(self, max_workers: int) -> None:
         super().__init__(max_workers, thread_name_prefix="pipeline")
         self.size = max_workers

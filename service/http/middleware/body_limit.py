@@ -15,7 +15,7 @@ its own 400.
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.schemas import error_response
+from service.http.responses import error_response
 
 
 class BodyLimit:

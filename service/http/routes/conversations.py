@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-from service.http.deps import StateDep
-from service.http.schemas import ErrorBody, error_response
+from service.http.deps import ServingDep
+from service.http.schemas import ErrorBody
 
 router = APIRouter()
 
@@ -19,19 +19,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descri
 
 
 @router.get("/conversations/{conversation_id}", responses=_NOT_FOUND)
-async def read_conversation(conversation_id: str, state: StateDep) -> JSONResponse:
-    messages = state.answers.conversations.messages(conversation_id)
-    if messages is None:
-        return _not_found()
-    return JSONResponse({"conversation_id": conversation_id, "messages": messages})
+async def read_conversation(conversation_id: str, serving: ServingDep) -> JSONResponse:
+    return JSONResponse({"conversation_id": conversation_id, "messages": serving.conversation(conversation_id)})
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204, responses=_NOT_FOUND)
-async def delete_conversation(conversation_id: str, state: StateDep) -> Response:
-    if not state.answers.conversations.delete(conversation_id):
-        return _not_found()
+async def delete_conversation(conversation_id: str, serving: ServingDep) -> Response:
+    serving.forget_conversation(conversation_id)
     return Response(status_code=204)
-
-
-def _not_found() -> JSONResponse:
-    return error_response(404, "not_found", "No such conversation (it may have been deleted or evicted).")

@@ -7,7 +7,7 @@ orchestrator stops routing here without restarting a process that is finishing i
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.http.deps import StateDep
+from service.http.deps import ServingDep
 
 router = APIRouter()
 
@@ -18,9 +18,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "Shutting down: no new streams are admitted."}})
-async def readyz(state: StateDep) -> JSONResponse:
+async def readyz(serving: ServingDep) -> JSONResponse:
     """Ready once the lifespan has started the pool (the app serves nothing before), until the drain."""
-    active = state.registry.active
-    if state.draining:
+    active = serving.admission.active
+    if serving.draining:
         return JSONResponse({"status": "draining", "active_streams": active}, 503)
     return JSONResponse({"status": "ready", "active_streams": active})

@@ -3,12 +3,12 @@
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from service.http.deps import StateDep
+from service.http.deps import ServingDep
 
 router = APIRouter()
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-async def metrics(request: Request, state: StateDep) -> Response:
-    body, content_type = state.metrics.render(request.headers.get("accept"))
+async def metrics(request: Request, serving: ServingDep) -> Response:
+    body, content_type = serving.metrics.render(request.headers.get("accept"))
     return Response(body, headers={"content-type": content_type})

@@ -5,18 +5,16 @@ The run id is the capability to read or stop a run: it is unguessable (128 rando
 API key never travels in a URL. See `service/streaming/held_run.py` for how long a run is kept.
 """
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from service.answering.answers import check_pipeline
-from service.http.deps import StateDep
-from service.http.routes.chat import IdempotencyKey, checked_key, read_run, start_run
-from service.http.schemas import ChatRequest, ErrorBody, error_response
-from service.streaming.held_run import owner_of
+from service.http.deps import Authorization, IdempotencyKey, LastEventId, ServingDep
+from service.http.responses import event_stream
+from service.http.schemas import ChatRequest, ErrorBody, ask_of
 
 router = APIRouter()
 
@@ -43,50 +41,25 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 )
 async def create_run(
     body: ChatRequest,
-    state: StateDep,
-    authorization: Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")] = None,
+    serving: ServingDep,
+    authorization: Authorization = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    settings = state.settings
-    api_key = checked_key(body, authorization, settings)
-    check_pipeline(state.answers, body.pipeline)
-    owner = owner_of(api_key)
-    status = 200
-    held = state.runs.find(owner, idempotency_key) if idempotency_key is not None else None
-    if held is None:
-        status = 201
-        started = await start_run(
-            state, api_key, body, owner=owner, idempotency_key=idempotency_key, grace=settings.resume_grace
-        )
-        if isinstance(started, JSONResponse):
-            return started
-        held = started
-        held.start()
+    ask = ask_of(body, authorization)
+    serving.check(ask)
+    held, created = await serving.start(ask, idempotency_key=idempotency_key)
     url = f"/runs/{held.id}/events"
-    created = RunCreated(run_id=held.id, events_url=url)
-    return JSONResponse(created.model_dump(), status, headers={"Location": url})
+    body_out = RunCreated(run_id=held.id, events_url=url)
+    return JSONResponse(body_out.model_dump(), 201 if created else 200, headers={"Location": url})
 
 
 @router.get("/runs/{run_id}/events", response_class=Response, responses=_NOT_FOUND)
-async def run_events(
-    run_id: str,
-    state: StateDep,
-    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=200)] = None,
-) -> Response:
-    held = state.runs.get(run_id)
-    if held is None:
-        return _not_found()
-    return read_run(state, held, last_event_id)
+async def run_events(run_id: str, serving: ServingDep, last_event_id: LastEventId = None) -> Response:
+    reader = serving.read(serving.get(run_id), last_event_id)
+    return event_stream(reader, serving.settings.send_timeout)
 
 
 @router.delete("/runs/{run_id}", status_code=204, responses=_NOT_FOUND)
-async def stop_run(run_id: str, state: StateDep) -> Response:
-    held = state.runs.get(run_id)
-    if held is None:
-        return _not_found()
-    held.stop()
+async def stop_run(run_id: str, serving: ServingDep) -> Response:
+    serving.stop(run_id)
     return Response(status_code=204)
-
-
-def _not_found() -> JSONResponse:
-    return error_response(404, "run_not_found", "No such run, or it is no longer held.")
