@@ -3,8 +3,8 @@
 It exists so the service runs offline out of the box (``--demo``) and so tests and the
 benchmark have a real upstream socket with knobs (answer length, pacing) and fault
 injection (HTTP errors, resets, malformed or truncated streams, stalls). It imports
-nothing from the rest of the project, and ``python -m service.demo_model`` serves it on
-its own.
+nothing from the rest of the project (``tests/demo_model/test_imports.py`` checks), and
+``python -m service.demo_model`` serves it on its own.
 
 Modules, outermost first: ``server`` (``DemoModelServer``: routes, each request's
 lifecycle), ``responses`` (a stream, a JSON body, an HTTP-error fault), ``output`` (the
