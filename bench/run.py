@@ -3,6 +3,7 @@
     python -m bench.run                 # every scenario, a few minutes
     python -m bench.run --quick         # a smoke run (the test suite runs this)
     python -m bench.run --only c200 throughput
+    python -m bench.run --only overload --loop-lag-ms 10 20
 
 Processes: the upstream (`python -m service.demo_model`) and the service (`python -m service`, one
 uvicorn worker unless a scenario says otherwise) are subprocesses; the load client is this process.
@@ -349,6 +350,14 @@ def throughput(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
     return out
 
 
+@scenario("overload")
+def overload(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """200 clients that do not retry, 400 2-second streams: admitted and refused, by slots and by capacity."""
+    from bench import overload  # (bench/overload.py builds on this module's Stack)
+
+    return overload.run(args, cpus)
+
+
 @contextlib.contextmanager
 def _client_on(cpus: list[int] | None) -> Iterator[None]:
     """Run this process (the load client) on `cpus` for a while (None: leave it where it is)."""
@@ -452,6 +461,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke run")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--loop-lag-ms", nargs="*", type=int, help="overload: the HAYSTREAM_MAX_LOOP_LAG_MS bounds to compare"
+    )
     args = parser.parse_args(argv)
     cpus = ALL_CPUS
     pins: tuple[int | None, int | None] = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)

@@ -30,13 +30,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="haystream", description=__doc__)
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers",
+        type=workers,
+        default=1,
+        help="uvicorn worker processes, or `auto`: one per CPU this process may use",
+    )
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--log-format", choices=["text", "json"], help="text (default) or JSON lines")
     parser.add_argument("--demo", action="store_true", help="answer from the built-in demo model (offline)")
     parser.add_argument("--base-url", help="OpenAI-compatible upstream, e.g. http://localhost:11434/v1")
     parser.add_argument("--model", help="model name sent upstream")
     return parser.parse_args(argv)
+
+
+def workers(value: str) -> int:
+    """`--workers`: a count, or `auto` for the CPUs this process may run on (its affinity, which a
+    container's cpuset or `taskset` narrows, not the machine's count): one process per core, since a
+    process's Python runs on one core at a time (docs/performance.md)."""
+    if value == "auto":
+        return usable_cpus()
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither a number nor 'auto'") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return count
+
+
+def usable_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # (macOS has no affinity call)
 
 
 def main(argv: list[str] | None = None) -> None:

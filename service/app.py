@@ -20,9 +20,11 @@ from service.answering.conversations import Conversations
 from service.answering.guard import InputGuard
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
+from service.http.middleware.capacity import ShedLoad
 from service.http.routes import chat, conversations, health, metrics, page, runs
 from service.ops.gc_policy import IdleGC, settle_heap
 from service.ops.logs import configure_logging
+from service.ops.loop_lag import LoopLag
 from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
 from service.serving import Serving
@@ -52,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (chat, conversations, runs, health, metrics, page):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ShedLoad)  # outside the body limit: a refused request's body is never read
     if settings.cors_origins:  # added last, so outermost: its headers reach the body limit's 413 too
         app.add_middleware(
             CORSMiddleware,
@@ -75,8 +78,11 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         upstream = UpstreamPool(settings.upstream_connections)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
-        admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)
-        meters.watch(live_gauges(admission, upstream, threads, loop), loop)
+        lag = LoopLag()
+        lag.start()
+        max_lag = settings.max_loop_lag_ms / 1000
+        admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc, lag, max_lag)
+        meters.watch(live_gauges(admission, upstream, threads, loop, lag), loop)
         answers = _answers(settings)
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters)
@@ -95,6 +101,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 gc.close()
             answers.conversations.clear()
             meters.close()
+            lag.stop()
 
     return lifespan
 

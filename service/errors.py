@@ -35,8 +35,19 @@ class RunError:
     retry_after: float | None = None
 
 
+class Refusal(StrEnum):
+    """Why a new stream was refused with a 503 `at_capacity` (the `reason` label of the refusal metric)."""
+
+    SLOTS = "slots"  # every stream slot is taken (or the held-runs store is full of running runs)
+    LOOP_LAG = "loop_lag"  # the event loop is further behind than HAYSTREAM_MAX_LOOP_LAG_MS
+
+
 class CapacityExceeded(Exception):
-    """Every stream slot is taken (or the held-runs store is full of running runs)."""
+    """A new stream is refused: the service is full (`reason` says by which measure)."""
+
+    def __init__(self, reason: Refusal = Refusal.SLOTS) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
 
 
 class ShuttingDown(Exception):

@@ -85,6 +85,12 @@ class Serving:
     metrics: ServiceMetrics
     draining: bool = False  # set by the shutdown drain (service/ops/shutdown.py): no new runs, readyz 503
 
+    def refuse_if_full(self) -> None:
+        """Raise `CapacityExceeded` if a new run would be refused now: the edge asks this before any
+        per-request work (service/http/middleware/capacity.py); `_admit` asks again."""
+        if not self.draining:  # (a draining service refuses in `_admit`, with its own error)
+            self.admission.check()
+
     def check(self, ask: Ask) -> None:
         """What every route that starts a run checks beyond the schema."""
         if len(ask.query) > self.settings.max_query_chars:

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.demo_model import Behaviour, DemoModelServer
-from service.errors import ErrorType
+from service.errors import ErrorType, Refusal
 from service.ops.metrics import Outcome, ServiceMetrics
 from tests.conftest import LiveFactory
 from tests.support import LiveStream, parse_sse, run_service_process, wait_until
@@ -103,7 +103,7 @@ def test_labels_come_only_from_fixed_enums_and_nothing_the_caller_sent_appears(
     service.client.post("/chat", json=body())
     text = service.client.get("/metrics").text
     assert KEY not in text and "SENTINEL" not in text
-    allowed: dict[str, set[str]] = {"outcome": set(Outcome), "type": set(ErrorType)}
+    allowed: dict[str, set[str]] = {"outcome": set(Outcome), "type": set(ErrorType), "reason": set(Refusal)}
     for family in text_string_to_metric_families(text):
         if not family.name.startswith("haystream_"):
             continue
@@ -125,7 +125,7 @@ def test_openmetrics_is_served_when_asked_for(live_service: LiveFactory) -> None
 def test_each_app_counts_its_own_runs_in_its_own_registry() -> None:
     first, second = ServiceMetrics(), ServiceMetrics()  # a shared registry would refuse the second
     first.run_ended("completed", 4, 0.2, 1.0)
-    first.rejected()
+    first.rejected(Refusal.SLOTS)
     second.run_ended("error:rate_limited", 0, None, 0.1)
     assert first.registry.get_sample_value("haystream_streams_total", {"outcome": "completed"}) == 1
     assert second.registry.get_sample_value("haystream_streams_total", {"outcome": "completed"}) == 0

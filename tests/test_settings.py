@@ -105,3 +105,17 @@ def test_failure_limits_have_safe_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HAYSTREAM_SEND_TIMEOUT", "5")
     monkeypatch.setenv("HAYSTREAM_MAX_BODY_BYTES", "40000")
     assert (Settings().send_timeout, Settings().max_body_bytes) == (5, 40_000)
+
+
+@pytest.mark.parametrize("value", [0, 10_001, -1])
+def test_the_loop_lag_bound_is_bounded(value: int) -> None:
+    """Under 1 ms the bound is under timer noise (every request refused); over 10 s it is not a bound."""
+    with pytest.raises(ValidationError, match="max_loop_lag_ms"):
+        Settings(max_loop_lag_ms=value)
+
+
+def test_the_loop_lag_bound_reads_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HAYSTREAM_MAX_LOOP_LAG_MS", "1")
+    assert Settings().max_loop_lag_ms == 1
+    monkeypatch.setenv("HAYSTREAM_MAX_LOOP_LAG_MS", "10000")
+    assert Settings().max_loop_lag_ms == 10_000

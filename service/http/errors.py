@@ -16,6 +16,7 @@ from service.errors import (
     CapacityExceeded,
     ConversationNotFound,
     InvalidRequest,
+    Refusal,
     ReplayUnavailable,
     RunExpired,
     RunNotFound,
@@ -25,6 +26,11 @@ from service.http.responses import error_response
 from service.serving import Serving
 
 Handler = Callable[[Request, Any], Coroutine[Any, Any, JSONResponse]]
+
+AT_CAPACITY = {
+    Refusal.SLOTS: "Every stream slot is taken; retry shortly.",
+    Refusal.LOOP_LAG: "The service is too busy to start another stream now; retry shortly.",
+}
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -48,9 +54,15 @@ def _retry_after(request: Request) -> dict[str, str]:
     return {"Retry-After": str(serving.settings.retry_after)}
 
 
-async def _at_capacity(request: Request, _: CapacityExceeded) -> JSONResponse:
-    message = "Every stream slot is taken; retry shortly."
-    return error_response(503, "at_capacity", message, retryable=True, headers=_retry_after(request))
+async def _at_capacity(request: Request, error: CapacityExceeded) -> JSONResponse:
+    serving: Serving = request.app.state.serving
+    return at_capacity(error, serving.settings.retry_after)
+
+
+def at_capacity(error: CapacityExceeded, retry_after: int) -> JSONResponse:
+    """The 503 for a refused new stream, whoever refused it (`Serving`, or the `ShedLoad` middleware)."""
+    headers = {"Retry-After": str(retry_after)}
+    return error_response(503, "at_capacity", AT_CAPACITY[error.reason], retryable=True, headers=headers)
 
 
 async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -41,7 +41,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.errors import ErrorType
+from service.errors import ErrorType, Refusal
+from service.ops.loop_lag import Lag
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MIRROR_INTERVAL = 1.0  # seconds between copies of the live gauges, in multiprocess mode only
@@ -56,7 +57,7 @@ class Outcome(StrEnum):
     COMPLETED = "completed"  # the stream ended with `end`
     CLIENT_GONE = "client_gone"  # the client left before the end; the run was cancelled
     ERROR = "error"  # the stream ended with `error` (its type: haystream_stream_errors_total)
-    REJECTED = "rejected"  # refused at admission with a 503: every stream slot was taken
+    REJECTED = "rejected"  # refused at admission with a 503 (why: haystream_refusals_total)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class LiveGauge:
     name: str
     help: str
     read: Callable[[], float]
+    mode: Literal["livesum", "livemax"] = "livesum"  # how multiprocess mode merges the workers' values
 
 
 class Slots(Protocol):
@@ -88,9 +90,15 @@ class Threads(Protocol):
 
 
 def live_gauges(
-    admission: Slots, upstream: Upstream, pool: Threads, loop: asyncio.AbstractEventLoop
+    admission: Slots, upstream: Upstream, pool: Threads, loop: asyncio.AbstractEventLoop, lag: Lag
 ) -> list[LiveGauge]:
     return [
+        LiveGauge(
+            "haystream_loop_lag_seconds",
+            "How late the event loop runs a timer, smoothed; over HAYSTREAM_MAX_LOOP_LAG_MS, new streams get 503.",
+            lambda: lag.seconds,
+            "livemax",
+        ),
         LiveGauge("haystream_active_streams", "Streams admitted and not yet finished.", lambda: admission.active),
         LiveGauge("haystream_max_streams", "Concurrent streams admitted before a 503.", lambda: admission.max_streams),
         LiveGauge("haystream_pool_busy_threads", "Stream pool threads running a pipeline step.", lambda: pool.busy),
@@ -132,6 +140,14 @@ class ServiceMetrics:
             registry=registry,
         )
         self._chunks = Counter("haystream_chunks_sent", "Upstream text chunks sent to clients.", registry=registry)
+        self._refusals = Counter(
+            "haystream_refusals",
+            "New streams refused with a 503 at_capacity, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in Refusal:
+            self._refusals.labels(reason)
         for outcome in Outcome:
             self._streams.labels(outcome)
             if outcome is not Outcome.REJECTED:
@@ -160,8 +176,9 @@ class ServiceMetrics:
         if chunks:
             self._chunks.inc(chunks)
 
-    def rejected(self) -> None:
+    def rejected(self, reason: Refusal) -> None:
         self._streams.labels(Outcome.REJECTED).inc()
+        self._refusals.labels(reason).inc()
 
     def watch(self, gauges: list[LiveGauge], loop: asyncio.AbstractEventLoop) -> None:
         """Publish `gauges`: read at scrape time, or copied once a second in multiprocess mode."""
@@ -169,7 +186,7 @@ class ServiceMetrics:
         if self.multiprocess:
             for gauge in gauges:
                 self._mirror[gauge.name] = Gauge(
-                    gauge.name, gauge.help, multiprocess_mode="livesum", registry=self.registry
+                    gauge.name, gauge.help, multiprocess_mode=gauge.mode, registry=self.registry
                 )
             self._copy_live(loop)
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from haystack import AsyncPipeline
 
-from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, chain
+from service.errors import CapacityExceeded, Refusal, RunCancelled, UpstreamIncomplete, chain
 from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
+from service.ops.loop_lag import Lag
 from service.ops.metrics import ServiceMetrics
 from service.streaming.bridge import StreamBridge
 from service.streaming.collector import ChunkCollector, Failed, Finished, QueueItem
@@ -135,26 +136,44 @@ class Admission:
         queue_size: int,
         metrics: ServiceMetrics | None = None,
         collector: IdleGC | None = None,
+        lag: Lag | None = None,
+        max_lag: float = float("inf"),
     ) -> None:
         self.max_streams = max_streams
         self.upstream = upstream
         self.queue_size = queue_size
         self.metrics = metrics
         self.collector = collector  # told when runs start and when the last one ends
+        self.lag = lag  # the event loop's measured lag, and the bound (seconds) past which new runs are refused
+        self.max_lag = max_lag
         self.runs: dict[str, Run] = {}
 
     @property
     def active(self) -> int:
         return len(self.runs)
 
-    def admit(self) -> Run:
+    def pressure(self) -> Refusal | None:
+        """Why a new run would be refused now, if it would be: a few comparisons, no side effect."""
         if len(self.runs) >= self.max_streams:
-            logger.warning(
-                "run refused: at capacity", extra={"active": len(self.runs), "max_streams": self.max_streams}
-            )
-            if self.metrics is not None:
-                self.metrics.rejected()
-            raise CapacityExceeded
+            return Refusal.SLOTS
+        if self.lag is not None and self.lag.seconds > self.max_lag:
+            return Refusal.LOOP_LAG
+        return None
+
+    def check(self) -> None:
+        """Raise `CapacityExceeded` (counted and logged) if a new run would be refused now."""
+        reason = self.pressure()
+        if reason is None:
+            return
+        lag_ms = None if self.lag is None else round(self.lag.seconds * 1000, 1)
+        extra = {"reason": reason.value, "active": len(self.runs), "max_streams": self.max_streams, "lag_ms": lag_ms}
+        logger.warning("run refused: at capacity", extra=extra)
+        if self.metrics is not None:
+            self.metrics.rejected(reason)
+        raise CapacityExceeded(reason)
+
+    def admit(self) -> Run:
+        self.check()
         run = Run(self, self.queue_size)
         self.runs[run.id] = run
         if self.collector is not None:

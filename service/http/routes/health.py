@@ -2,6 +2,17 @@
 
 During a drain (service/ops/shutdown.py) the first stays 200 and the second says 503, so an
 orchestrator stops routing here without restarting a process that is finishing its streams.
+
+While admission would refuse a new stream (every slot taken, or the event loop behind its bound:
+`Admission.pressure`), `/readyz` says 503 `"status": "saturated"` with the reason and the figures.
+A status code, not only a field, because that is all most balancers read (Kubernetes readiness,
+AWS target groups, HAProxy's and nginx's health checks): a replica that would answer the next
+stream with a 503 anyway is taken out of rotation for new connections and put back once it
+recovers, while its running streams carry on (readiness never cuts a connection, and `/healthz`
+stays 200, so nothing restarts it). The smoothed lag (service/ops/loop_lag.py) keeps it from
+flapping on a single stall. One caveat belongs to the operator: a balancer with every replica
+saturated may have none left to route to (Kubernetes then has no endpoint; most cloud balancers
+fail open to all), which the fast 503 of each refusal covers either way.
 """
 
 from fastapi import APIRouter
@@ -17,10 +28,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Shutting down: no new streams are admitted."}})
+@router.get(
+    "/readyz", responses={503: {"description": "Shutting down, or saturated: no new streams are admitted now."}}
+)
 async def readyz(serving: ServingDep) -> JSONResponse:
     """Ready once the lifespan has started the pool (the app serves nothing before), until the drain."""
-    active = serving.admission.active
+    admission = serving.admission
+    active = admission.active
     if serving.draining:
         return JSONResponse({"status": "draining", "active_streams": active}, 503)
-    return JSONResponse({"status": "ready", "active_streams": active})
+    reason = admission.pressure()
+    lag_ms = round(admission.lag.seconds * 1000, 1) if admission.lag is not None else None
+    body: dict[str, object] = {"status": "ready" if reason is None else "saturated", "active_streams": active}
+    body |= {
+        "max_streams": admission.max_streams,
+        "loop_lag_ms": lag_ms,
+        "max_loop_lag_ms": serving.settings.max_loop_lag_ms,
+    }
+    if reason is not None:
+        body["reason"] = reason.value
+    return JSONResponse(body, 200 if reason is None else 503)
