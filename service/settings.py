@@ -46,11 +46,11 @@ class Settings(BaseSettings):
     # Admission and streaming.
     max_streams: int = Field(default=256, ge=1, le=4096, description="Concurrent streams; the 503 limit.")
     max_loop_lag_ms: int = Field(
-        default=40,
+        default=10,
         ge=1,
         le=10_000,
-        description="New streams get a 503 while the event loop runs this many ms late (smoothed); see "
-        "service/ops/loop_lag.py. Under 5 ms is timer noise; 10,000 all but turns it off.",
+        description="New streams get a 503 while a callback waits this many ms to run on the event loop "
+        "(smoothed; service/ops/loop_lag.py, docs/performance.md). 10,000 all but turns it off.",
     )
     retry_after: int = Field(default=1, ge=1, le=3600, description="Retry-After seconds on a 503.")
     queue_size: int = Field(default=64, ge=1, le=10_000, description="Chunks buffered per stream.")

@@ -23,7 +23,14 @@ SettingsFactory = Callable[..., Settings]
 @pytest.fixture
 def make_settings() -> SettingsFactory:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {"base_url": UPSTREAM, "model": "test-model", "upstream_max_retries": 0}
+        # No admission by loop lag unless a test asks: on a machine shared by several test runs a
+        # test's loop can be kept waiting by its neighbours (tests/http/test_capacity.py tests it).
+        values: dict[str, Any] = {
+            "base_url": UPSTREAM,
+            "model": "test-model",
+            "upstream_max_retries": 0,
+            "max_loop_lag_ms": 10_000,
+        }
         return Settings(**(values | overrides))
 
     return make
