@@ -31,6 +31,7 @@ from haystack.components.generators import OpenAIGenerator
 
 import service.serving
 from bench.run import HOST, KEY, Upstream, _free_port, _pin, process
+from service.answering.answers import prepare
 from service.app import create_app
 from service.settings import Settings
 from service.streaming.bridge import StreamBridge
@@ -72,14 +73,13 @@ def install() -> None:
 
     _before(HttpToolsProtocol, "data_received", "request bytes read by the loop")
     _after(Admission, "admit", "admitted")
-    prepare = service.serving.prepare
 
     async def prepared(*args: Any) -> Any:
         answer = await prepare(*args)
         mark("prepared (answering)")
         return answer
 
-    service.serving.prepare = prepared  # type: ignore[attr-defined]
+    setattr(service.serving, "prepare", prepared)  # noqa: B010 (mypy: not an exported name)
     _after(Run, "start", "pipeline built, its task created")
     _before(OpenAIGenerator, "run", "generator running (pool thread)")
     _after(http.client.HTTPConnection, "endheaders", "upstream request written")
@@ -185,7 +185,11 @@ async def _serve(server: uvicorn.Server, ready: threading.Event) -> None:
 
 @contextlib.contextmanager
 def _stopping(server: uvicorn.Server, thread: threading.Thread) -> Iterator[None]:
-    threading.Thread(target=lambda: (thread.join(), setattr(server, "should_exit", True))).start()
+    def stop_when_done() -> None:
+        thread.join()
+        server.should_exit = True
+
+    threading.Thread(target=stop_when_done).start()
     yield
 
 
