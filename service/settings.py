@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # Admission and streaming.
     max_streams: int = Field(default=256, ge=1, le=4096, description="Concurrent streams; the 503 limit.")
     max_loop_lag_ms: int = Field(
-        default=10,
+        default=5,
         ge=1,
         le=10_000,
         description="New streams get a 503 while a callback waits this many ms to run on the event loop "

@@ -6,8 +6,8 @@ what is already ready ahead of it, for the loop's next pass over its sockets wit
 callback that pass brings, and, in this process, for the GIL, which the loop shares with a pool
 thread per stream. That is the wait every step of a new request sees (its first task step, the
 hand-off of its first token, the write of its first event), and it is what a saturated process
-makes long: measured under the 200-client overload, 5-25 ms per hop, against under 0.1 ms when
-idle or keeping up. A timer's own lateness, the other usual measure, was tried first: it moved
+makes long: measured under the 200-client overload, 5-25 ms per hop, against 0.0-0.3 ms idle
+(docs/performance.md). A timer's own lateness, the other usual measure, was tried first: it moved
 less under load (2-13 ms) and more with the neighbours on a shared machine (up to ~5 ms idle),
 because it mostly measures how late the OS wakes the loop from its wait; a saturated process's
 loop rarely waits. CPU utilisation says a process is busy, not that work queues; a stream count is
