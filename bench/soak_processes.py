@@ -77,6 +77,9 @@ def running_stack(config: StackConfig) -> Iterator[Stack]:
             "HAYSTREAM_BASE_URL": upstream_url,
             "HAYSTREAM_MODEL": "demo",
             "HAYSTREAM_MAX_STREAMS": str(config.max_streams),
+            # Over capacity here means every slot taken, and only the planned extras may get a 503;
+            # admission by loop lag is the overload scenario's (bench/overload.py).
+            "HAYSTREAM_MAX_LOOP_LAG_MS": "10000",
             # Faults must reach clients as they were injected: a retry would turn one request into several.
             "HAYSTREAM_UPSTREAM_MAX_RETRIES": "0",
             "HAYSTREAM_LOG_LEVEL": "info",
