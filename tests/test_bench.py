@@ -36,3 +36,14 @@ def test_the_transport_comparison_runs() -> None:
     layers = ("body", "OpenAIGenerator.run")
     assert set(figures) == {f"{name} {layer}" for name in ("httpx", "http11") for layer in layers}
     assert all(value > 0 for value in figures.values())
+
+
+def test_the_overload_scenario_runs_and_counts_every_request(tmp_path: Path) -> None:
+    out = tmp_path / "overload.json"
+    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "overload", "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    overload = json.loads(out.read_text())["overload"]
+    for side in ("upstream", "service_slots_only", "service_lag_5ms"):
+        assert overload[side]["admitted"] + overload[side]["refused"] == overload["requests"], side
+        assert overload[side]["errors"] == 0, side
+    assert overload["upstream"]["refused"] == overload["service_slots_only"]["refused"] == 0

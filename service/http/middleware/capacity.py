@@ -9,9 +9,9 @@ refusal is work done on the loop that is behind, so the less of it the sooner th
 hears: its cost here is one task step after the request's headers are parsed.
 
 Why not only at the top of `Serving._admit`: by then the body has been buffered (`BodyLimit`) and
-validated by pydantic, the dependencies resolved and the query checked, about a third of what a
-request costs the loop (the `request` scenario in bench/README.md), paid by exactly the requests
-that are turned away while the loop has no time to spare. `Serving._admit` still checks
+validated by pydantic, the dependencies resolved and the query checked: ~0.85 ms of CPU at one
+client (`python -m bench.timeline`), a third of what a whole request costs (2.55 ms, bench/README.md),
+paid by exactly the requests that are turned away while the loop has no time to spare. `Serving._admit` still checks
 (`Admission.admit`), for the requests this lets through: a request carrying `Last-Event-ID` or
 `Idempotency-Key` may attach to a run that is already streaming (a reconnect must never be refused
 for pressure, or a running stream would be cut), and only `Serving` can tell whether it does.
