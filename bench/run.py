@@ -437,6 +437,38 @@ def disconnect(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
     }
 
 
+@scenario("cold")
+def cold_start(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """A fresh service process each time: its first answer's time to first token against later ones'.
+
+    The upstream takes the demo model's 0.3 s to its first token, as `make run` does."""
+    starts, later = (2, 3) if args.quick else (5, 5)
+    server = DemoModelServer(behaviour=Behaviour(tokens=20, token_delay=0.005, first_token_delay=0.3))
+    firsts: list[float] = []
+    nexts: list[float] = []
+    with server:
+        for n in range(starts):
+            port = _free_port()
+            cmd = [sys.executable, "-m", "service", "--host", HOST, "--port", str(port), "--log-level", "warning"]
+            env = {"HAYSTREAM_BASE_URL": server.base_url, "HAYSTREAM_MODEL": "demo"}
+            with process(cmd, env, cpus[0], f"http://{HOST}:{port}/readyz"):
+                request = chat_request(HOST, port, "/chat", {"query": f"question {n}", "api_key": KEY}, KEY)
+                results = [asyncio.run(stream(HOST, port, request, upstream_format=False)) for _ in range(1 + later)]
+            if any(r.error is not None or r.ttft is None for r in results):
+                raise RuntimeError(f"a cold-start request failed: {[r.error for r in results]}")
+            firsts.append(results[0].ttft or 0.0)
+            nexts.extend(r.ttft or 0.0 for r in results[1:])
+    first, next_ = statistics.median(firsts), statistics.median(nexts)
+    return {
+        "starts": starts,
+        "first_ttft_ms": [ms(value) for value in firsts],
+        "first_ttft_p50_ms": ms(first),
+        "later_ttft_p50_ms": ms(next_),
+        "first_added_ms": ms(first - next_),
+        "first_to_later_ratio": round(first / next_, 2),
+    }
+
+
 def machine(pins: tuple[int | None, int | None]) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d"),
