@@ -76,7 +76,9 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         upstream = UpstreamPool(settings.upstream_connections)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
-        admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)
+        admission = Admission(
+            settings.max_streams, upstream, settings.queue_size, meters, gc, max_duration=settings.run_max_duration
+        )
         meters.watch(live_gauges(admission, upstream, threads, loop), loop)
         answers = _answers(settings)
         if (settings.base_url or "https:").startswith("https:"):  # no base URL: OpenAI's, over https

@@ -174,7 +174,6 @@ class Serving:
             owner=ask.owner,
             idempotency_key=idempotency_key,
             grace=grace,
-            max_duration=settings.run_max_duration,
             on_end=self.runs.ended,
         )
         try:
