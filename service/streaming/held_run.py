@@ -60,6 +60,8 @@ class HeldRun:
         """Start writing the run's events into its log; the grace runs until a reader attaches."""
         loop = asyncio.get_running_loop()
         self.writer = loop.create_task(self._write(), name=f"{self.id}:events")
+        # Not in the writer's `finally`: a DELETE right after POST /runs cancels it before it first runs.
+        self.writer.add_done_callback(lambda _: self._ended())
         if self.readers == 0:
             self._start_grace()
 
@@ -92,7 +94,6 @@ class HeldRun:
                     await log.wait_for_room()  # readers are behind: hold the producer back
         finally:
             await events.aclose()
-            self._ended()
 
     def _ended(self) -> None:
         if self._grace_timer is not None:
