@@ -46,7 +46,7 @@ logger = logging.getLogger("service.ops.shutdown")
 
 WRAP_UP = 0.5  # seconds for ended streams to send their error event and free their threads
 EXIT_MARGIN = 0.8  # the watchdog ends the process this long after the grace
-QUICK_STOP_LIMIT = 3.0  # after SIGINT: the server's own shutdown and the teardown, whatever is still blocked
+QUICK_STOP_LIMIT = 5.0  # after SIGINT: the server's own shutdown and the teardown, whatever is still blocked
 
 Handler = Callable[[int, FrameType | None], Any]
 
