@@ -2,7 +2,7 @@
 # Build: docker build -t haystream .
 # Run:   docker run --rm -p 8000:8000 --stop-timeout 25 haystream
 #        (settings as -e HAYSTREAM_...=...; -e HAYSTREAM_DEMO=true for the offline demo model;
-#        --stop-timeout must exceed HAYSTREAM_SHUTDOWN_GRACE, 20 s by default: see README, "Shutdown")
+#        --stop-timeout must exceed HAYSTREAM_SHUTDOWN_GRACE, 20 s by default: see docs/deployment.md)
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src

@@ -1,5 +1,5 @@
 """A quick run of the benchmark, so it cannot rot. It checks behaviour (exact text, no errors,
-upstreams closed), never timings: the figures belong in bench/README.md, not in assertions."""
+upstreams closed), never timings: the figures belong in docs/performance.md, not in assertions."""
 
 import json
 import subprocess

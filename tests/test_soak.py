@@ -18,7 +18,7 @@ SHORT = SoakConfig(
     burst_concurrency=8,
     rss_tolerance_mib=64,
     # A few hundred requests are too few to see RSS level off (32 KiB a request was seen in a clean
-    # CI run); a leaked run holds ~180 KiB (bench/README.md), and threads, fds and tasks are checked too.
+    # CI run); a leaked run holds ~180 KiB (docs/performance.md), and threads, fds and tasks are checked too.
     rss_slope_kib=96,
     thread_tolerance=12,
     fd_tolerance=32,
