@@ -19,7 +19,7 @@ async def test_the_page_is_served_at_the_root_with_a_strict_csp(asgi_client: htt
     assert "default-src 'none'" in csp and "script-src 'self'" in csp and "connect-src 'self'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
-    for element in ("query", "api-key", "send", "stop", "status", "answer", "notice"):
+    for element in ("query", "api-key", "send", "stop", "status", "transcript", "notice"):
         assert f'id="{element}"' in response.text, element
 
 
@@ -28,11 +28,15 @@ async def test_every_file_the_page_references_is_served_with_its_media_type(asgi
     referenced = re.findall(r'(?:src|href)="(static/[^"]+)"', page)
     assert sorted(referenced) == ["static/chat.js", "static/style.css"]
     imports = re.findall(r'from "\./([^"]+)"', (STATIC_DIR / "chat.js").read_text())
-    assert imports == ["sse-client.mjs"]
+    assert imports == ["markdown.mjs", "sse-client.mjs"]
+    assert re.findall(r'from "\./([^"]+)"', (STATIC_DIR / "markdown.mjs").read_text()) == [
+        "vendor/markdown-it.esm.min.mjs"
+    ]
     expected = {
         "static/chat.js": "text/javascript; charset=utf-8",
         "static/style.css": "text/css; charset=utf-8",
         "static/sse-client.mjs": "text/javascript; charset=utf-8",
+        "static/markdown.mjs": "text/javascript; charset=utf-8",
         "static/vendor/markdown-it.esm.min.mjs": "text/javascript; charset=utf-8",
     }
     for path, media_type in expected.items():
