@@ -11,6 +11,8 @@
 import { renderMarkdown } from "./markdown.mjs";
 import { streamChat } from "./sse-client.mjs";
 
+const STOP_FALLBACK_MS = 5000;
+
 const form = document.getElementById("ask");
 const query = document.getElementById("query");
 const apiKey = document.getElementById("api-key");
@@ -27,17 +29,30 @@ let conversationId = "new";
 
 let controller = null; // the current question's request, while it runs
 let runId = null; // from the metadata event: what Stop deletes
+let stopping = false;
 let turn = null; // the current question's place in the transcript
 
-// Stop stops reading, then ends the run on the server at once (DELETE /runs/{id}). Aborting alone
-// would also cancel a plain POST /chat run, but only after the resume grace when one is configured.
-// Reading stops first, so the run's own `cancelled` error event can never reach the page.
-function stopRun() {
-  const id = runId;
-  controller?.abort();
-  if (id !== null) {
-    fetch(`runs/${encodeURIComponent(id)}`, { method: "DELETE", keepalive: true }).catch(() => {});
+// Stop is one request, DELETE /runs/{id}: the service then ends the answer's stream itself with a
+// `cancelled` error event, so the POST /chat ends cleanly, with nothing aborted. (It used to abort
+// first and then delete; the abort often ended the run first, and the DELETE got a 404.) Before
+// the metadata names the run there is nothing to delete, so Stop aborts the request; it does so
+// too if the DELETE fails, or if the stream has still not ended a few seconds after it.
+async function stopRun() {
+  if (controller === null || stopping) return;
+  stopping = true;
+  stop.disabled = true;
+  const current = controller;
+  const abort = () => {
+    if (controller === current) current.abort();
+  };
+  if (runId === null) return abort();
+  try {
+    const response = await fetch(`runs/${encodeURIComponent(runId)}`, { method: "DELETE" });
+    if (!response.ok) return abort();
+  } catch {
+    return abort();
   }
+  setTimeout(abort, STOP_FALLBACK_MS);
 }
 
 form.addEventListener("submit", (event) => {
@@ -58,6 +73,7 @@ async function ask() {
   query.value = "";
   controller = new AbortController();
   runId = null;
+  stopping = false;
   turn = addTurn(question);
   const current = turn;
   setBusy(true);
@@ -81,7 +97,7 @@ async function ask() {
     showConversation(conversationId, Number(conversation.dataset.turns) + 1);
   } catch (error) {
     render(current);
-    if (error.kind === "aborted") {
+    if (error.kind === "aborted" || (stopping && error.type === "cancelled")) {
       setState("stopped", "Stopped. The answer above is incomplete.");
     } else {
       setState("error", error.message);
