@@ -15,9 +15,10 @@ import json
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Request, Response, Route, sync_playwright
 
 from tests.binaries import require
 
@@ -170,3 +171,41 @@ def new_page(browser: Browser, timeout_ms: int) -> Iterator[Page]:
         yield page
     finally:
         context.close()
+
+
+@dataclass
+class BrowserLog:
+    """What the browser reported as going wrong: console errors, failed requests, HTTP errors."""
+
+    console_errors: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    error_responses: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)  # "METHOD url" of each request that ended, however
+
+    @property
+    def problems(self) -> list[str]:
+        return self.console_errors + self.failed_requests + self.error_responses
+
+
+def watch_browser_log(page: Page) -> BrowserLog:
+    """Record the page's console errors, uncaught exceptions, failed requests and 4xx/5xx responses."""
+    log = BrowserLog()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            log.console_errors.append(f"console: {message.text}")
+
+    def on_failed(request: Request) -> None:
+        log.failed_requests.append(f"failed: {request.method} {request.url} ({request.failure})")
+        log.finished.append(f"{request.method} {request.url}")
+
+    def on_response(response: Response) -> None:
+        if response.status >= 400:
+            log.error_responses.append(f"HTTP {response.status}: {response.request.method} {response.url}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: log.console_errors.append(f"uncaught: {error}"))
+    page.on("requestfailed", on_failed)
+    page.on("requestfinished", lambda request: log.finished.append(f"{request.method} {request.url}"))
+    page.on("response", on_response)
+    return log
