@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import run_service_process, wait_until
+from tests.support.servers import run_service_process
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.external
 
