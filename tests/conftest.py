@@ -37,10 +37,6 @@ async def asgi_client(make_settings: SettingsFactory) -> AsyncIterator[httpx.Asy
         yield client
 
 
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test")
-
-
 @pytest.fixture
 def upstream_server() -> Iterator[DemoModelServer]:
     """A real local server speaking OpenAI's streaming protocol, fast by default."""
