@@ -10,6 +10,7 @@ slash): a browser's `Origin` header never has either, so such an entry would sil
 
 import json
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,19 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 _ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 MAX_QUERY_BYTES_PER_CHAR = 4  # UTF-8's longest character, as browsers' JSON.stringify sends it
 BODY_OVERHEAD = 1024  # the key, the field names and JSON punctuation
+
+
+class MaxTokensField(StrEnum):
+    """The request field that carries `max_completion_tokens`: servers know one name or the other.
+
+    OpenAI renamed `max_tokens` to `max_completion_tokens`, and its reasoning models (o1, o3, gpt-5)
+    refuse `max_tokens` with a 400. llama-cpp-python's server knows only `max_tokens` and ignores the
+    new name without a word, so the cap silently does not apply; sending both is refused by OpenAI.
+    vLLM accepts either. For another local server, check its docs (many document only `max_tokens`).
+    """
+
+    MAX_COMPLETION_TOKENS = "max_completion_tokens"  # OpenAI, vLLM
+    MAX_TOKENS = "max_tokens"  # llama-cpp-python, and servers that predate the rename
 
 
 class Settings(BaseSettings):
@@ -41,7 +55,14 @@ class Settings(BaseSettings):
         default=True, description="Validate streamed chunks against OpenAI's schema (fast); off for odd servers."
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Cap on generated tokens, sent as `max_tokens_field`."
+    )
+    max_tokens_field: MaxTokensField = Field(
+        default=MaxTokensField.MAX_COMPLETION_TOKENS,
+        description="Name the cap is sent under: `max_completion_tokens` (OpenAI, vLLM) or `max_tokens` "
+        "(llama-cpp-python, which ignores the other name; see `MaxTokensField`).",
+    )
 
     # Admission and streaming.
     max_streams: int = Field(default=256, ge=1, le=4096, description="Concurrent streams; the 503 limit.")
@@ -158,5 +179,5 @@ class Settings(BaseSettings):
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.max_completion_tokens is not None:
-            kwargs["max_completion_tokens"] = self.max_completion_tokens
+            kwargs[self.max_tokens_field.value] = self.max_completion_tokens
         return kwargs

@@ -200,3 +200,24 @@ async def test_an_upstream_stream_with_no_chunk_at_all_is_incomplete(
     assert [e.event for e in events] == ["metadata", "error"]
     assert events[-1].json()["type"] == "upstream_unavailable"
     assert events[-1].json()["retryable"] is True
+
+
+@pytest.mark.parametrize(
+    ("field", "sent", "absent"),
+    [
+        (None, "max_completion_tokens", "max_tokens"),
+        ("max_completion_tokens", "max_completion_tokens", "max_tokens"),
+        ("max_tokens", "max_tokens", "max_completion_tokens"),
+    ],
+)
+async def test_the_token_cap_goes_out_under_the_configured_field_only(
+    make_settings: SettingsFactory, upstream: respx.MockRouter, field: str | None, sent: str, absent: str
+) -> None:
+    """Regression: the cap went out as `max_completion_tokens` only, which llama-cpp-python ignores."""
+    route = upstream.post("/chat/completions").mock(return_value=sse_response(upstream_stream(["x"])))
+    choice = {} if field is None else {"max_tokens_field": field}
+    app = create_app(make_settings(max_completion_tokens=7, **choice))
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
+        await post_chat(client)
+    body = json.loads(route.calls.last.request.content)
+    assert body[sent] == 7 and absent not in body

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from service.settings import MaxTokensField, Settings
 
 
 def test_defaults_talk_to_openai() -> None:
@@ -37,6 +37,7 @@ def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.Monke
         ("log_level", "loud"),
         ("shutdown_grace", -1),
         ("shutdown_grace", 301),
+        ("max_tokens_field", "both"),
     ],
 )
 def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
@@ -50,6 +51,10 @@ def test_generation_kwargs_follow_settings() -> None:
         "stream_options": {"include_usage": True},
         "temperature": 0.2,
         "max_completion_tokens": 5,
+    }
+    assert Settings(max_completion_tokens=5, max_tokens_field=MaxTokensField.MAX_TOKENS).generation_kwargs() == {
+        "stream_options": {"include_usage": True},
+        "max_tokens": 5,
     }
 
 
