@@ -124,8 +124,20 @@ def _error_data(error: RunError) -> dict[str, Any]:
 
 
 def _plain(usage: Any) -> dict[str, Any] | None:
-    """Usage as plain JSON: the SDK may nest pydantic objects (token details) and unset fields in it."""
+    """Usage as the upstream sent it, as plain JSON.
+
+    The SDK parses usage into pydantic models and Haystack dumps them with every declared field, so
+    token details the upstream never sent come back as nulls, at any depth. They are dropped at every
+    depth; an explicit null from the upstream cannot be told from an absent field by then, and goes too.
+    Fields the SDK does not declare (a server's own, e.g. `queue_time`) are kept.
+    """
     if not isinstance(usage, dict):
         return None
     plain = json.loads(json.dumps(usage, default=lambda obj: obj.model_dump() if hasattr(obj, "model_dump") else None))
-    return {key: value for key, value in plain.items() if value is not None}
+    return _without_nulls(plain)
+
+
+def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _without_nulls(item) if isinstance(item, dict) else item for key, item in value.items() if item is not None
+    }

@@ -221,3 +221,29 @@ async def test_the_token_cap_goes_out_under_the_configured_field_only(
         await post_chat(client)
     body = json.loads(route.calls.last.request.content)
     assert body[sent] == 7 and absent not in body
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        {
+            "prompt_tokens": 3,
+            "completion_tokens": 2,
+            "total_tokens": 5,
+            "completion_tokens_details": {"reasoning_tokens": 1},
+            "prompt_tokens_details": {},
+        },
+        {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "queue_time": 0.25},
+    ],
+)
+@pytest.mark.parametrize("validate", [True, False])
+async def test_end_usage_is_what_the_upstream_sent(
+    make_settings: SettingsFactory, upstream: respx.MockRouter, usage: dict[str, Any], validate: bool
+) -> None:
+    """Regression: token details the upstream never sent appeared in `end.usage` as nulls."""
+    upstream.post("/chat/completions").mock(return_value=sse_response(upstream_stream(["x"], usage)))
+    app = create_app(make_settings(validate_chunks=validate))
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
+        _, events = await post_chat(client)
+    assert events[-1].json()["usage"] == usage
