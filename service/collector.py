@@ -9,6 +9,10 @@ Chunks that are already waiting when the collector comes round (the reader or th
 become one `data` event carrying their text joined, so a backlog costs one event, not one per chunk;
 a stream the service keeps up with sends one event per upstream chunk. The text is never changed,
 and `end` counts upstream chunks, not events.
+
+`metadata` names the model the service asked for (`HAYSTREAM_MODEL`): it goes out before the
+upstream has answered. `end` carries `model` as the upstream's chunks named it (null when they named
+none): an alias resolved to a dated version, or a local server that serves whatever it has loaded.
 """
 
 import asyncio
@@ -111,6 +115,7 @@ class ChunkCollector:
     def _end_data(self, meta: dict[str, Any]) -> dict[str, Any]:
         return {
             "finish_reason": meta.get("finish_reason"),
+            "model": meta.get("model") or None,  # what the upstream said served it: not always what was asked for
             "usage": _plain(meta.get("usage")),
             "chunks": self.chunks,
         }

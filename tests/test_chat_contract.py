@@ -73,7 +73,7 @@ async def test_stream_becomes_metadata_data_end(asgi_client: httpx.AsyncClient, 
     assert meta["run_id"].startswith("run_") and meta["model"] == "test-model"
     # Chunks already waiting may share one event (see service/collector.py): the text is what counts.
     assert "".join(e.json() for e in events[1:-1]) == "Hello\nworld"
-    assert events[-1].json() == {"finish_reason": "stop", "usage": usage, "chunks": 2}
+    assert events[-1].json() == {"finish_reason": "stop", "model": "m", "usage": usage, "chunks": 2}
 
 
 async def test_response_headers(asgi_client: httpx.AsyncClient, upstream: respx.MockRouter) -> None:
@@ -247,3 +247,24 @@ async def test_end_usage_is_what_the_upstream_sent(
     async with app.router.lifespan_context(app), asgi_client_for(app) as client:
         _, events = await post_chat(client)
     assert events[-1].json()["usage"] == usage
+
+
+def served_by(model: str, texts: list[str]) -> bytes:
+    """A stream whose every chunk names `model`, whatever the request asked for."""
+    return upstream_stream(texts).replace(b'"model": "test-model"', f'"model": "{model}"'.encode())
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_the_answer_names_the_model_the_upstream_said_served_it(
+    asgi_client: httpx.AsyncClient, upstream: respx.MockRouter, stream: bool
+) -> None:
+    """Regression: `metadata` and the JSON answer named HAYSTREAM_MODEL even when the upstream served another."""
+    route = upstream.post("/chat/completions")
+    route.mock(return_value=sse_response(served_by("gpt-4o-mini-2024-07-18", ["x"])))
+    response, events = await post_chat(asgi_client, stream=stream)
+    assert json.loads(route.calls.last.request.content)["model"] == "test-model"
+    if stream:
+        assert events[0].json()["model"] == "test-model"  # sent before the upstream answered: what was asked for
+        assert events[-1].json()["model"] == "gpt-4o-mini-2024-07-18"
+    else:
+        assert response.json()["model"] == "gpt-4o-mini-2024-07-18"
