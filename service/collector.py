@@ -24,7 +24,7 @@ from typing import Any
 from haystack.dataclasses import StreamingChunk
 
 from service.errors import RunError
-from service.sse import Event
+from service.sse import Event, json_string
 
 KEEPALIVE = None  # what the collector yields when it is time for a keep-alive comment
 _NOTHING = object()
@@ -102,7 +102,7 @@ class ChunkCollector:
         self.chunks += len(self._texts)
         text = self._texts[0] if len(self._texts) == 1 else "".join(self._texts)
         self._texts.clear()
-        return Event("data", json.dumps(text, ensure_ascii=False))
+        return Event("data", json_string(text))
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()

@@ -114,6 +114,7 @@ class Behaviour:
     retry_after: int = 1  # the Retry-After seconds of an http_429
     large_chunk_chars: int = 1_000_000
     token_chars: int | None = None  # pad each ``tokens=N`` token to this many characters
+    answer: tuple[str, ...] | None = None  # stream exactly these token texts instead (``tokens`` is then ignored)
     fail_first_n: int | None = None  # the fault hits only the first N requests, then none
     faults_served: int = field(default=0, init=False, compare=False)
 
@@ -199,7 +200,10 @@ def _fault_cut(behaviour: Behaviour, count: int) -> int:
 
 
 def _content_chunks(prompt: str, behaviour: Behaviour) -> list[str]:
-    chunks = answer_tokens(prompt, behaviour.tokens, behaviour.token_chars)
+    if behaviour.answer is not None:
+        chunks = list(behaviour.answer)
+    else:
+        chunks = answer_tokens(prompt, behaviour.tokens, behaviour.token_chars)
     if behaviour.fault == "large_chunk":
         chunks.insert(_fault_cut(behaviour, len(chunks)), large_chunk_text(behaviour.large_chunk_chars))
     return chunks

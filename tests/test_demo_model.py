@@ -455,6 +455,12 @@ def test_token_chars_pads_every_token(server: DemoModelServer, client: openai.Op
     assert text.startswith("tok0:") and "tok2:" in text
 
 
+def test_answer_streams_exactly_the_given_tokens(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = fast(answer=("a\u2028b", "\u2029", "c\x85d"))
+    text, _ = stream_text(client)
+    assert text == expected_text(PROMPT, server.behaviour) == "a\u2028b\u2029c\x85d"
+
+
 def test_tokens_sent_is_counted_while_the_stream_runs(server: DemoModelServer, client: openai.OpenAI) -> None:
     server.behaviour = Behaviour(tokens=100, token_delay=0.05, first_token_delay=0)
     stream = client.chat.completions.create(model="demo", messages=MESSAGES, stream=True)
