@@ -4,6 +4,11 @@ Every field can be set from the environment with the `HAYSTREAM_` prefix. The up
 also honours the OpenAI SDK's own `OPENAI_BASE_URL`, so an operator who already points tools at
 Ollama, vLLM or llama.cpp's server that way does not have to say it twice.
 
+`HAYSTREAM_DEMO=true` means what `--demo` does: without a `HAYSTREAM_DOCUMENTS_DIR`, the `documents`
+pipeline answers from the sample documents (the default of `documents_dir` reads `demo`). That path is
+the one thing imported from the rest of the project: a constant of the `pipelines` package's root,
+which imports no Haystack.
+
 CORS origins are checked to be bare origins (`https://app.example.com`, no path, no trailing
 slash): a browser's `Origin` header never has either, so such an entry would silently never match.
 """
@@ -16,6 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from pipelines import SAMPLE_DOCUMENTS
 
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
@@ -115,7 +122,10 @@ class Settings(BaseSettings):
     )
 
     # Answering from documents: a folder of .md/.txt files, read once at start-up.
-    documents_dir: Path | None = Field(default=None, description="The folder the `documents` pipeline answers from.")
+    documents_dir: Path | None = Field(
+        default_factory=lambda values: SAMPLE_DOCUMENTS if values.get("demo") else None,
+        description="The folder the `documents` pipeline answers from; with `demo` and unset, the sample documents.",
+    )
     documents_top_k: int = Field(default=3, ge=1, le=50, description="Documents retrieved into each prompt.")
 
     # The input guard: questions holding one of these terms get a canned refusal, no upstream call.
