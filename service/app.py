@@ -66,7 +66,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         pool = StreamPool(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(pool)
-        upstream = UpstreamPool(settings.upstream_connections)
+        upstream = UpstreamPool(settings.upstream_connections, settings.upstream_first_byte_timeout)
         meters = ServiceMetrics()
         collector = IdleCollector.for_process()
         registry = RunRegistry(settings.max_streams, upstream, settings.queue_size, meters, collector)

@@ -9,7 +9,8 @@ body with C-buffered line and block reads in about 17 us. Through the whole `Ope
 
 What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
 (a request waits for one up to its pool timeout), idle connections reused per origin once checked
-for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with
+for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions (plus a
+timeout of its own for the response's head, see `HTTP11Transport`), TLS with
 httpx's default context, the socket for a caller that may need to cut a request short
 (`on_socket`), and no retry of its own (the OpenAI SDK's retries apply, as before). What
 it does not do: HTTP/2, proxies (httpx ignores `HTTPS_PROXY` for a client given a transport, so the
@@ -21,16 +22,27 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
 
 Origin = tuple[str, str, int]
+_LEAST_WAIT = 0.001  # a deadline already passed still times out, rather than making the socket non-blocking
 
 
 class HTTP11Transport(httpx.BaseTransport):
-    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's)."""
+    def __init__(
+        self, max_connections: int, ssl_context: ssl.SSLContext | None = None, first_byte_timeout: float | None = None
+    ) -> None:
+        """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's).
+
+        `first_byte_timeout`: seconds from taking a connection to the response's head (status line and
+        headers), connecting included, instead of the request's read timeout; the body's reads then get
+        the read timeout, each. The socket's timeout is set once for the head and once after it, so a
+        read of the body costs what it did.
+        """
+        self._first_byte = first_byte_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
@@ -58,20 +70,15 @@ class HTTP11Transport(httpx.BaseTransport):
     ) -> httpx.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        connection = self._connection(origin, request, timeouts.get("connect"))
+        deadline = None if self._first_byte is None else time.monotonic() + self._first_byte
+        connection = self._connection(origin, request, _within(timeouts.get("connect"), deadline))
         writing = True
         try:
             if on_socket is not None:
                 on_socket(connection.sock)
-            connection.sock.settimeout(timeouts.get("write"))
-            target = url.raw_path.decode("ascii")
-            connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers.raw:
-                connection.putheader(name, value)
-            connection.endheaders(request.read() or None)
-            connection.sock.settimeout(timeouts.get("read"))
+            _write(connection, request, timeouts.get("write"))
             writing = False
-            response = connection.getresponse()
+            response = _read_head(connection, timeouts.get("read"), deadline)
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             raise _mapped(error, request, writing=writing) from error
@@ -173,6 +180,37 @@ class _ResponseBody(httpx.SyncByteStream):
         if not reusable:
             connection.close()
         self._pool._give_back(self._origin, connection if reusable else None)
+
+
+def _write(connection: http.client.HTTPConnection, request: httpx.Request, timeout: float | None) -> None:
+    connection.sock.settimeout(timeout)
+    connection.putrequest(
+        request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
+    )
+    for name, value in request.headers.raw:
+        connection.putheader(name, value)
+    connection.endheaders(request.read() or None)
+
+
+def _read_head(
+    connection: http.client.HTTPConnection, read_timeout: float | None, deadline: float | None
+) -> http.client.HTTPResponse:
+    """The response's status line and headers: within `deadline` when there is one, else the read timeout."""
+    if deadline is None:
+        connection.sock.settimeout(read_timeout)
+        return connection.getresponse()
+    connection.sock.settimeout(max(deadline - time.monotonic(), _LEAST_WAIT))
+    response = connection.getresponse()
+    connection.sock.settimeout(read_timeout)  # the body's reads: each within the read timeout
+    return response
+
+
+def _within(timeout: float | None, deadline: float | None) -> float | None:
+    """`timeout`, cut short to what is left before `deadline`."""
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), _LEAST_WAIT)
+    return left if timeout is None else min(timeout, left)
 
 
 def _usable(connection: http.client.HTTPConnection) -> bool:

@@ -54,7 +54,17 @@ class Settings(BaseSettings):
         description="Upstream base URL; unset means OpenAI itself.",
     )
     model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200)
-    upstream_timeout: Seconds = Field(default=30.0, description="Connect/read timeout for the upstream.")
+    upstream_timeout: Seconds = Field(
+        default=30.0, description="Connect timeout, and the longest gap between two reads of an upstream's answer."
+    )
+    upstream_first_byte_timeout: Seconds = Field(
+        default=10.0,
+        description="Seconds from taking a connection (connecting included) to the upstream's response headers; "
+        "independent of upstream_timeout. Each try gets it, so with the defaults (10 s, 2 retries) a stalled "
+        "upstream fails after at most 3 x 10 s + the SDK's backoff (under 1.5 s) = 31.5 s, against 93 s with the "
+        "30 s read timeout alone. Raise it for a server that answers only once it has loaded the model "
+        "(Ollama's first request, say) or processed a long prompt.",
+    )
     upstream_max_retries: int = Field(default=2, ge=0, le=10)
     upstream_connections: int = Field(default=512, ge=1, le=10_000)
     include_usage: bool = Field(default=True, description="Ask the upstream for token usage in the stream.")
