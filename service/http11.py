@@ -12,9 +12,10 @@ What it keeps from httpx's transport: one pool for every run, at most `max_conne
 for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions (plus a
 timeout of its own for the response's head, see `HTTP11Transport`), TLS with
 httpx's default context, the socket for a caller that may need to cut a request short
-(`on_socket`), and no retry of its own (the OpenAI SDK's retries apply, as before). What
-it does not do: HTTP/2, proxies (httpx ignores `HTTPS_PROXY` for a client given a transport, so the
-service connects directly, as it did before this pool), and request bodies other than bytes in memory.
+(`on_socket`), no retry of its own (the OpenAI SDK's retries apply, as before), and the proxies
+the environment names (`service/proxies.py`): https through a CONNECT tunnel (`set_tunnel`), plain
+http as absolute-form requests to the proxy. What it does not do: HTTP/2, https or SOCKS proxies,
+and request bodies other than bytes in memory.
 """
 
 import http.client
@@ -27,15 +28,23 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
+from service.proxies import Proxy, ProxyRoutes
+
 Origin = tuple[str, str, int]
 _LEAST_WAIT = 0.001  # a deadline already passed still times out, rather than making the socket non-blocking
 
 
 class HTTP11Transport(httpx.BaseTransport):
     def __init__(
-        self, max_connections: int, ssl_context: ssl.SSLContext | None = None, first_byte_timeout: float | None = None
+        self,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+        first_byte_timeout: float | None = None,
+        proxies: ProxyRoutes | None = None,
     ) -> None:
         """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's).
+
+        `proxies`: by default read from the environment, now (`ProxyRoutes.from_environment`).
 
         `first_byte_timeout`: seconds from taking a connection to the response's head (status line and
         headers), connecting included, instead of the request's read timeout; the body's reads then get
@@ -43,6 +52,7 @@ class HTTP11Transport(httpx.BaseTransport):
         read of the body costs what it did.
         """
         self._first_byte = first_byte_timeout
+        self._proxies = ProxyRoutes.from_environment() if proxies is None else proxies
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
@@ -101,13 +111,7 @@ class HTTP11Transport(httpx.BaseTransport):
                 if _usable(kept):
                     return kept
                 kept.close()
-        scheme, host, port = origin
-        if scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self._ssl_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        connection = self._open(origin, self._proxies.for_url(request.url), timeout)
         try:
             connection.connect()
         except (OSError, http.client.HTTPException) as error:
@@ -117,6 +121,19 @@ class HTTP11Transport(httpx.BaseTransport):
             raise httpx.ConnectError(str(error), request=request) from error
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
+
+    def _open(self, origin: Origin, proxy: Proxy | None, timeout: float | None) -> http.client.HTTPConnection:
+        """A new connection to `origin`, through `proxy` when there is one; not connected yet."""
+        scheme, host, port = origin
+        if scheme == "https":
+            address = (host, port) if proxy is None else (proxy.host, proxy.port)
+            tls = http.client.HTTPSConnection(*address, timeout=timeout, context=self._ssl_context())
+            if proxy is not None:
+                tls.set_tunnel(host, port, headers=proxy.headers)  # CONNECT, then TLS with the upstream inside
+            return tls
+        if proxy is not None:
+            return _ViaProxy(proxy, timeout)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
 
     def _ssl_context(self) -> ssl.SSLContext:
         with self._lock:
@@ -182,13 +199,25 @@ class _ResponseBody(httpx.SyncByteStream):
         self._pool._give_back(self._origin, connection if reusable else None)
 
 
+class _ViaProxy(http.client.HTTPConnection):
+    """Plain http through a proxy: connected to the proxy, each request naming its whole URL (absolute-form)."""
+
+    def __init__(self, proxy: Proxy, timeout: float | None) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy_headers = proxy.headers
+
+
 def _write(connection: http.client.HTTPConnection, request: httpx.Request, timeout: float | None) -> None:
     connection.sock.settimeout(timeout)
-    connection.putrequest(
-        request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
-    )
+    target = request.url.raw_path.decode("ascii")
+    proxy_headers = connection.proxy_headers if isinstance(connection, _ViaProxy) else {}
+    if isinstance(connection, _ViaProxy):
+        target = f"http://{request.url.netloc.decode('ascii')}{target}"
+    connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
     for name, value in request.headers.raw:
         connection.putheader(name, value)
+    for header, text in proxy_headers.items():
+        connection.putheader(header, text)
     connection.endheaders(request.read() or None)
 
 
