@@ -20,9 +20,9 @@ run: $(STAMP)
 test: $(STAMP) test-deps
 	$(MAKE) lint typecheck docs pytest
 
-# Programs the browser, nginx and client-module tests drive, as command:debian-package. Each is
+# Programs the browser, nginx, client-module and egress-proxy tests drive, as command:debian-package. Each is
 # installed with apt-get only when missing, and only as root (CI); elsewhere those tests skip.
-TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm
+TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm tinyproxy:tinyproxy
 
 test-deps:
 	@missing=""; \

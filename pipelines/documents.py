@@ -18,7 +18,6 @@ from pipelines.prompt import load_template, prompt_builder
 
 DOCUMENTS_TEMPLATE = load_template("documents.jinja2")
 SUFFIXES = (".md", ".markdown", ".txt")
-SAMPLE_DOCUMENTS = Path(__file__).parent / "sample_docs"  # a few short files on distinct topics, for the demo
 
 
 class NoDocuments(ValueError):

@@ -15,7 +15,6 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
-from pipelines.documents import SAMPLE_DOCUMENTS
 from service.ops.logs import configure_logging
 from service.ops.metrics import clear_multiprocess_dir
 from service.settings import Settings
@@ -72,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None:
             os.environ[f"HAYSTREAM_{name}"] = value
     if args.demo:
-        os.environ["HAYSTREAM_DEMO"] = "true"
-        # The demo answers from the sample documents too, unless the operator named a folder.
-        os.environ.setdefault("HAYSTREAM_DOCUMENTS_DIR", str(SAMPLE_DOCUMENTS))
+        os.environ["HAYSTREAM_DEMO"] = "true"  # which also means the sample documents (see Settings)
     try:
         settings = Settings()
     except ValidationError as error:

@@ -26,8 +26,8 @@ from service.upstream.http11 import HTTP11Transport
 
 
 class UpstreamPool:
-    def __init__(self, max_connections: int) -> None:
-        self._transport = HTTP11Transport(max_connections)
+    def __init__(self, max_connections: int, first_byte_timeout: float | None = None) -> None:
+        self._transport = HTTP11Transport(max_connections, first_byte_timeout=first_byte_timeout)
         self._lock = threading.Lock()
         self._open = 0
 

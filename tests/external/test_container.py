@@ -3,7 +3,9 @@
 No image can be built here, so the test does what it can without one: hadolint must find nothing
 at warning level or above, and whatever the Dockerfile names must exist: every COPY source (and
 get through .dockerignore), everything `pip install .` needs, the console script its CMD runs,
-and the route its HEALTHCHECK probes, whose command is run for real against a live service.
+and the route its HEALTHCHECK probes, whose command is run for real against a live service. What
+the final image must not carry (pip, setuptools), the pinned build backend, the user's HOME and the
+podman note are read from the Dockerfile's text.
 """
 
 import json
@@ -42,6 +44,16 @@ def final_stage() -> list[tuple[str, str]]:
     steps = instructions()
     last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
     return steps[last_from:]
+
+
+def build_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    return steps[: len(steps) - len(final_stage())]
+
+
+def commands(stage: list[tuple[str, str]]) -> list[str]:
+    """Every shell command the stage's RUNs chain with `&&`."""
+    return [part.strip() for keyword, args in stage if keyword == "RUN" for part in args.split("&&")]
 
 
 def one(keyword: str) -> str:
@@ -156,6 +168,55 @@ def test_the_healthcheck_probes_a_route_the_app_serves(live_service: LiveFactory
     nobody = {"HOST": "0.0.0.0", "PORT": str(unused_port())}
     down = subprocess.run(probe, env=os.environ | nobody, capture_output=True, text=True, timeout=30)
     assert down.returncode == 1 and "refused" in down.stderr.lower()
+
+
+def test_the_copied_virtualenv_holds_no_pip_or_setuptools() -> None:
+    """Regression: /opt/venv carried its own pip and setuptools (65, CVE-2024-6345), ~23 MB nothing runs."""
+    build = commands(build_stage())
+    (create,) = [command for command in build if " -m venv " in command]
+    assert "--without-pip" in create.split()
+    installs = [command for command in build if re.search(r"\bpip\b.* install\b", command)]
+    assert installs, "no pip install found: the parser is broken"
+    for command in installs:  # the build stage's pip, aimed at the virtualenv from outside it
+        assert command.startswith("pip --python /opt/venv/bin/python install "), command
+    assert "/opt/venv/bin/pip" not in DOCKERFILE.read_text()
+
+
+def test_the_final_image_drops_the_base_images_pip_and_setuptools() -> None:
+    final = commands(final_stage())
+    (uninstall,) = [command for command in final if " pip uninstall " in command]
+    # PATH's python is the virtualenv's, which has no pip: the base image's interpreter, by its path.
+    assert uninstall.startswith("/usr/local/bin/python -m pip uninstall ")
+    assert {"--yes", "pip", "setuptools"} <= set(uninstall.split())
+    assert not [command for command in final if re.search(r"\bpip\b.* install\b", command)]
+
+
+def test_the_build_backend_is_pinned_exactly_and_in_the_constraints() -> None:
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line)
+    requires = PYPROJECT["build-system"]["requires"]
+    assert requires
+    for requirement in requires:
+        name, exact, version = requirement.partition("==")
+        assert exact, f"{requirement}: not pinned exactly"
+        assert pins.get(name) == version, f"{requirement}: constraints.txt says {pins.get(name)}"
+
+
+def test_home_is_a_directory_the_user_owns() -> None:
+    """Regression: HOME pointed at /home/app, which `useradd --no-create-home` never made."""
+    home = dict(re.findall(r"(\w+)=(\S+)", one("ENV")))["HOME"]
+    (useradd,) = [command for command in commands(final_stage()) if command.startswith("useradd ")]
+    words = useradd.split()
+    assert "--create-home" in words and words[words.index("--home-dir") + 1] == home
+    uid = words[words.index("--uid") + 1]
+    assert one("USER").split(":")[0] in (uid, words[-1])
+
+
+def test_the_build_command_says_podman_needs_the_docker_format() -> None:
+    """podman's default (OCI) format has no HEALTHCHECK; a plain `podman build` drops it."""
+    lines = DOCKERFILE.read_text().splitlines()
+    header = "\n".join(line for line in lines[: next(i for i, line in enumerate(lines) if line.startswith("FROM"))])
+    assert "podman build --format docker" in header and "HEALTHCHECK" in header
+    assert one("HEALTHCHECK")
 
 
 # .dockerignore, as Docker reads it: patterns relative to the context root, `*` within one path

@@ -1,5 +1,6 @@
 """The whole path for real: uvicorn on a loopback port, the OpenAI SDK, a local OpenAI-protocol server."""
 
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,6 +37,22 @@ def test_events_in_order_with_ids_and_the_exact_text(
     assert events[-1].json()["chunks"] == len(events) - 2
     assert events[-1].json()["finish_reason"] == "stop"
     assert events[-1].json()["usage"]["completion_tokens"] > 0
+
+
+SEPARATED = ("one\u2028two", "\u2029three", "\x85four")  # the line separators str.splitlines knows beyond CR/LF
+
+
+def test_an_answer_with_unicode_line_separators_survives_a_splitlines_reader(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    """Regression: U+2028 went out raw in `data:`, and httpx's `iter_lines` (like requests') split there."""
+    upstream_server.behaviour = Behaviour(answer=SEPARATED, first_token_delay=0.0, token_delay=0.0)
+    service = live_service()
+    with service.client.stream("POST", "/chat", json=body()) as response:
+        lines = list(response.iter_lines())
+    data = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    events = [json.loads(payload) for payload in data]  # every data line is whole JSON
+    assert "".join(event for event in events if isinstance(event, str)) == "".join(SEPARATED)
 
 
 def test_metadata_is_sent_before_the_upstream_answers(

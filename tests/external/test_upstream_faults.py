@@ -6,6 +6,7 @@ arrived), that the upstream request was closed, that the pool, the registry and 
 are back to idle, and that the very next request gets the full answer.
 """
 
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ FAULTS = {
     "no [DONE]": Fault({"fault": "no_done"}),
     "cut short without a finish reason": Fault({"fault": "close_mid", "fault_after": 2}, "upstream_unavailable", True),
     "stall before the first byte": Fault(
-        {"fault": "stall_before_headers"}, "upstream_timeout", True, {"upstream_timeout": SHORT_TIMEOUT}
+        {"fault": "stall_before_headers"}, "upstream_timeout", True, {"upstream_first_byte_timeout": SHORT_TIMEOUT}
     ),
     "stall mid-stream": Fault(
         {"fault": "stall_mid", "fault_after": 2}, "upstream_timeout", True, {"upstream_timeout": SHORT_TIMEOUT}
@@ -186,3 +187,26 @@ def test_nothing_is_retried_once_text_was_sent(
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5)
     assert len(upstream_server.requests) == 1, "a stream that had sent text was retried"
+
+
+def test_a_stall_before_the_headers_fails_after_the_first_byte_timeout_of_each_try(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    """Regression: a stalled upstream took 3 x the 30 s read timeout (93 s) to fail before the first chunk."""
+    upstream_server.behaviour = Behaviour(**FAST, fault="stall_before_headers")
+    service = live_service(upstream_timeout=20, upstream_first_byte_timeout=0.3, upstream_max_retries=1)
+    started = time.monotonic()
+    _, parser = chat(service)
+    elapsed = time.monotonic() - started
+    assert parser.events[-1].json()["type"] == "upstream_timeout"
+    assert len(upstream_server.requests) == 2  # the retry got its own first-byte timeout
+    assert 0.6 <= elapsed < 5, f"{elapsed:.1f} s: 2 x 0.3 s plus one backoff (at most 0.5 s) was expected"
+
+
+def test_gaps_between_chunks_get_the_read_timeout_not_the_first_byte_one(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(**FAST, fault="stall_mid", fault_after=2, stall=0.8)
+    service = live_service(upstream_timeout=10, upstream_first_byte_timeout=0.3)
+    _, parser = chat(service)
+    assert_full_answer(parser, Behaviour(**FAST))

@@ -74,7 +74,7 @@ async def test_stream_becomes_metadata_data_end(asgi_client: httpx.AsyncClient, 
     assert meta["run_id"].startswith("run_") and meta["model"] == "test-model"
     # Chunks already waiting may share one event (see service/streaming/collector.py): the text is what counts.
     assert "".join(e.json() for e in events[1:-1]) == "Hello\nworld"
-    assert events[-1].json() == {"finish_reason": "stop", "usage": usage, "chunks": 2}
+    assert events[-1].json() == {"finish_reason": "stop", "model": "m", "usage": usage, "chunks": 2}
 
 
 async def test_response_headers(asgi_client: httpx.AsyncClient, upstream: respx.MockRouter) -> None:
@@ -201,3 +201,71 @@ async def test_an_upstream_stream_with_no_chunk_at_all_is_incomplete(
     assert [e.event for e in events] == ["metadata", "error"]
     assert events[-1].json()["type"] == "upstream_unavailable"
     assert events[-1].json()["retryable"] is True
+
+
+@pytest.mark.parametrize(
+    ("field", "sent", "absent"),
+    [
+        (None, "max_completion_tokens", "max_tokens"),
+        ("max_completion_tokens", "max_completion_tokens", "max_tokens"),
+        ("max_tokens", "max_tokens", "max_completion_tokens"),
+    ],
+)
+async def test_the_token_cap_goes_out_under_the_configured_field_only(
+    make_settings: SettingsFactory, upstream: respx.MockRouter, field: str | None, sent: str, absent: str
+) -> None:
+    """Regression: the cap went out as `max_completion_tokens` only, which llama-cpp-python ignores."""
+    route = upstream.post("/chat/completions").mock(return_value=sse_response(upstream_stream(["x"])))
+    choice = {} if field is None else {"max_tokens_field": field}
+    app = create_app(make_settings(max_completion_tokens=7, **choice))
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
+        await post_chat(client)
+    body = json.loads(route.calls.last.request.content)
+    assert body[sent] == 7 and absent not in body
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+        {
+            "prompt_tokens": 3,
+            "completion_tokens": 2,
+            "total_tokens": 5,
+            "completion_tokens_details": {"reasoning_tokens": 1},
+            "prompt_tokens_details": {},
+        },
+        {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5, "queue_time": 0.25},
+    ],
+)
+@pytest.mark.parametrize("validate", [True, False])
+async def test_end_usage_is_what_the_upstream_sent(
+    make_settings: SettingsFactory, upstream: respx.MockRouter, usage: dict[str, Any], validate: bool
+) -> None:
+    """Regression: token details the upstream never sent appeared in `end.usage` as nulls."""
+    upstream.post("/chat/completions").mock(return_value=sse_response(upstream_stream(["x"], usage)))
+    app = create_app(make_settings(validate_chunks=validate))
+    async with app.router.lifespan_context(app), asgi_client_for(app) as client:
+        _, events = await post_chat(client)
+    assert events[-1].json()["usage"] == usage
+
+
+def served_by(model: str, texts: list[str]) -> bytes:
+    """A stream whose every chunk names `model`, whatever the request asked for."""
+    return upstream_stream(texts).replace(b'"model": "test-model"', f'"model": "{model}"'.encode())
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_the_answer_names_the_model_the_upstream_said_served_it(
+    asgi_client: httpx.AsyncClient, upstream: respx.MockRouter, stream: bool
+) -> None:
+    """Regression: `metadata` and the JSON answer named HAYSTREAM_MODEL even when the upstream served another."""
+    route = upstream.post("/chat/completions")
+    route.mock(return_value=sse_response(served_by("gpt-4o-mini-2024-07-18", ["x"])))
+    response, events = await post_chat(asgi_client, stream=stream)
+    assert json.loads(route.calls.last.request.content)["model"] == "test-model"
+    if stream:
+        assert events[0].json()["model"] == "test-model"  # sent before the upstream answered: what was asked for
+        assert events[-1].json()["model"] == "gpt-4o-mini-2024-07-18"
+    else:
+        assert response.json()["model"] == "gpt-4o-mini-2024-07-18"

@@ -1,8 +1,10 @@
 """SSE framing, tested the way sse-starlette tests its own: multi-line data, ids, comments."""
 
+import json
+
 import pytest
 
-from service.streaming.sse import KEEPALIVE_FRAME, Event, comment, encode
+from service.streaming.sse import KEEPALIVE_FRAME, Event, comment, encode, json_string
 from tests.support.sse import parse_sse
 
 
@@ -30,6 +32,18 @@ def test_unicode_line_separators_are_not_line_breaks() -> None:
     # str.splitlines would split here, and a client would then see a different text.
     data = "a\u2028b\u2029c\x85d\x0be"
     assert encode(Event("e", data)) == f"event: e\ndata: {data}\n\n".encode()
+
+
+@pytest.mark.parametrize("text", ["a\u2028b\u2029c\x85d", "\x0b\x0c\x1c\x1d\x1e", 'é 日本 "\\ \n', ""])
+def test_json_strings_carry_no_line_break_str_splitlines_knows(text: str) -> None:
+    encoded = json_string(text)
+    assert json.loads(encoded) == text
+    assert encode(Event("", encoded)).decode().splitlines() == [f"data: {encoded}", ""]
+
+
+def test_json_strings_keep_other_non_ascii_as_is() -> None:
+    assert json_string("é 日本\u2028") == '"é 日本\\u2028"'
+    assert json_string("é 日本") == json.dumps("é 日本", ensure_ascii=False)
 
 
 @pytest.mark.parametrize("bad", ["x\ny", "x\ry", "x\r\ny", "x\0y"])

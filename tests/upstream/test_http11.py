@@ -5,6 +5,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import trustme
 
 from service.upstream.http11 import HTTP11Transport
 from tests.support.servers import refused_port
+from tests.support.tinyproxy import run_tinyproxy, without_proxy_variables
 from tests.support.waiting import wait_until
 
 Reply = Callable[[socket.socket, int], None]  # writes the response to the n-th request (0-based)
@@ -271,5 +273,28 @@ def test_https_with_a_trusted_certificate_and_refused_without(serve: Callable[[R
         assert server.accepted == 1  # kept alive over TLS too
         with httpx.Client(transport=HTTP11Transport(max_connections=2)) as client, pytest.raises(httpx.ConnectError):
             client.get(f"{url}/x")  # the default roots do not include the test's authority
+    finally:
+        server.close()
+
+
+def test_https_goes_through_the_proxy_in_a_connect_tunnel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TLS with the upstream itself, inside the proxy's tunnel: the certificate checked is the upstream's."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(server_context)
+    server = ScriptedServer(lambda conn, n: conn.sendall(sized(b"tunnelled %d" % n)), tls=server_context)
+    url = server.url.replace("http://127.0.0.1", "https://localhost")
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    without_proxy_variables(monkeypatch)
+    try:
+        with run_tinyproxy(tmp_path) as proxy:
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+            with httpx.Client(transport=HTTP11Transport(max_connections=2, ssl_context=trusting)) as client:
+                assert [client.get(f"{url}/x").content for _ in range(2)] == [b"tunnelled 0", b"tunnelled 1"]
+            port = url.rpartition(":")[2]
+            assert [line for line in proxy.requests() if line.startswith("CONNECT")] == [
+                f"CONNECT localhost:{port} HTTP/1.0"  # one tunnel, kept alive for both requests
+            ]
     finally:
         server.close()
