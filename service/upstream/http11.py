@@ -3,9 +3,9 @@
 The OpenAI SDK reads its stream through httpx. A streamed answer is one read of the upstream's socket
 per token when tokens come slower than the service handles them, so a read's cost is paid once per
 token, on the worker thread, under the GIL. httpx's own transport (httpcore parsing with h11) costs
-about 24 us of the thread's CPU per read, the `recv` included; `http.client` reads the same chunked
-body with C-buffered line and block reads in about 17 us. Through the whole `OpenAIGenerator.run`:
-50 against 37 us per token (`python -m bench.transport`).
+more of the thread's CPU per read than `http.client`, which reads the same chunked body with
+C-buffered line and block reads (`python -m bench.transport`; the figures are in docs/performance.md,
+"The upstream pool over `http.client`").
 
 What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
 (a request waits for one up to its pool timeout), idle connections reused per origin once checked

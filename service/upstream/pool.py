@@ -1,8 +1,8 @@
 """One pooled set of connections to the upstream, shared by every run without mixing keys.
 
 `OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
-client, TLS context and connection pool (about 19 ms of CPU on the event loop, and a new TCP/TLS
-handshake per request). Instead each run's client gets a `RunTransport`: a thin view of the
+client, TLS context and connection pool (CPU on the event loop, and a new TCP/TLS handshake per
+request; measured in docs/performance.md, "No per-request client or TLS context"). Instead each run's client gets a `RunTransport`: a thin view of the
 shared pool (`service/upstream/http11.py`). Keys never mix because the key is a header of each request, not
 of a connection.
 
