@@ -2,9 +2,9 @@
 
 `OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
 client, TLS context and connection pool (CPU on the event loop, and a new TCP/TLS handshake per
-request; measured in docs/performance.md, "No per-request client or TLS context"). Instead each run's client gets a `RunTransport`: a thin view of the
-shared pool (`service/upstream/http11.py`). Keys never mix because the key is a header of each request, not
-of a connection.
+request; measured in docs/performance.md, "No per-request client or TLS context"). Instead each
+run's client gets a `RunTransport`: a thin view of the shared pool (`service/upstream/http11.py`).
+Keys never mix because the key is a header of each request, not of a connection.
 
 The view also lets a cancelled run cut its upstream request at once: the pool hands it each
 connection's socket before the request is sent, and `abort()` shuts that socket down, which wakes
