@@ -5,14 +5,15 @@ import logging
 import httpx
 import pytest
 
+from pipelines import SAMPLE_DOCUMENTS
 from pipelines.chat import CHAT_TEMPLATE
-from pipelines.documents import DOCUMENTS_TEMPLATE, SAMPLE_DOCUMENTS
+from pipelines.documents import DOCUMENTS_TEMPLATE
 from pipelines.prompt import _compiled
 from service.answering import warmup
 from service.app import create_app
 from service.demo_model import DemoModelServer
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for
+from tests.support.servers import asgi_client_for
 
 
 async def test_start_up_builds_each_pipeline_without_calling_the_upstream(

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from pipelines.documents import SAMPLE_DOCUMENTS
+from pipelines import SAMPLE_DOCUMENTS
 from service.demo_model import DemoModelServer
 
 FIRST_REQUEST = """

@@ -6,7 +6,8 @@ from pathlib import Path
 import httpx
 
 from service.demo_model import Behaviour, DemoModelServer
-from tests.support import LiveStream, run_service_process
+from tests.support.servers import run_service_process
+from tests.support.streams import LiveStream
 
 LONG = Behaviour(tokens=5000, first_token_delay=0, token_delay=0.02)  # 100 s: still streaming when stopped
 

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for
+from tests.support.servers import asgi_client_for
 
 KEY = "sk-shape"
 JSON = {"content-type": "application/json"}

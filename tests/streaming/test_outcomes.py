@@ -13,7 +13,9 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
 from service.serving import Serving
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for, parse_sse, until
+from tests.support.servers import asgi_client_for
+from tests.support.sse import parse_sse
+from tests.support.waiting import until
 
 KEY = "sk-outcomes"
 BODY = {"query": "How did it end?", "api_key": KEY}
