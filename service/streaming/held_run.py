@@ -15,15 +15,13 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from service.errors import RunTooLong, classify
-from service.streaming.collector import ChunkCollector
+from service.streaming.collector import ChunkCollector, error_data
 from service.streaming.event_log import EventLog
 from service.streaming.run import CANCELLED, CLIENT_GONE, TIMED_OUT, Run
 from service.streaming.sse import Event
 
 _STOPPED = {"type": "cancelled", "message": "The run was stopped.", "retryable": False}
 _ABANDONED = {"type": "cancelled", "message": "The run was cancelled: nobody was reading it.", "retryable": False}
-_TIMED_OUT = classify(RunTooLong())
 
 
 class HeldRun:
@@ -129,7 +127,7 @@ class HeldRun:
             self._cancel(TIMED_OUT)
 
     def _last_words(self) -> dict[str, object]:
-        """The `error` event for a run stopped before its collector saw an end."""
-        if self.run.stopped_by == TIMED_OUT:
-            return {"type": _TIMED_OUT.type, "message": _TIMED_OUT.message, "retryable": _TIMED_OUT.retryable}
+        """The `error` event for a run stopped before its collector saw an end: what stopped it first."""
+        if self.run.failure is not None:  # its maximum duration, a shutdown: the event the collector would send
+            return error_data(self.run.failure)
         return _STOPPED if self.run.stopped_by == CANCELLED else _ABANDONED

@@ -14,7 +14,16 @@ from typing import Any
 
 from haystack import AsyncPipeline
 
-from service.errors import CapacityExceeded, ErrorType, RunCancelled, RunTooLong, UpstreamIncomplete, chain
+from service.errors import (
+    CapacityExceeded,
+    ErrorType,
+    RunCancelled,
+    RunError,
+    RunTooLong,
+    UpstreamIncomplete,
+    chain,
+    classify,
+)
 from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
 from service.ops.metrics import ServiceMetrics
@@ -48,7 +57,8 @@ class Run:
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
-        self.stopped_by: str | None = None  # why it was stopped, when it was: CLIENT_GONE, CANCELLED, TIMED_OUT
+        self.stopped_by: str | None = None  # why it was stopped, when it was: CLIENT_GONE, CANCELLED, error:<type>
+        self.failure: RunError | None = None  # what `fail` ended it with, when that came first
         self.on_timeout: Callable[[], None] | None = None
         self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
@@ -110,7 +120,13 @@ class Run:
             self.queue.get_nowait()
 
     def fail(self, error: Exception) -> None:
-        """End the stream now with `error` as its `error` event, and stop the work behind it."""
+        """End the stream now with `error` as its `error` event, and stop the work behind it.
+
+        It is also the run's outcome (`error:<type>`) if nothing stopped it before; a held run whose
+        log is held up behind its readers ends with the same event (`HeldRun`)."""
+        if self.stopped_by is None:
+            self.failure = classify(error)
+            self.stopped_by = f"error:{self.failure.type}"
         if self.task is not None and self.task.done():
             return  # the producer already ended the queue with its own outcome
         self.cancel()  # empties the queue, so the put below cannot find it full
@@ -118,7 +134,6 @@ class Run:
 
     def _too_long(self) -> None:
         self._deadline = None
-        self.stopped_by = self.stopped_by or TIMED_OUT
         self.fail(RunTooLong())
         if self.on_timeout is not None:
             self.on_timeout()

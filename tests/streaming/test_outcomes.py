@@ -11,6 +11,7 @@ import pytest
 
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
+from service.errors import ShuttingDown
 from service.serving import Serving
 from tests.conftest import SettingsFactory
 from tests.support.servers import asgi_client_for
@@ -96,3 +97,20 @@ async def test_a_json_answer_past_the_max_duration_is_a_504_run_timeout(
     record = upstream_server.wait_for_requests(1)[0]
     assert record.closed.wait(5) and not record.completed
     assert ended_outcomes(caplog) == ["error:run_timeout"]
+
+
+async def test_a_held_run_nobody_reads_ended_by_a_shutdown_says_shutting_down(
+    service: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a run whose log was held up (nobody read it) when the drain ended it got `cancelled`
+    at the teardown, and was counted as `client_gone`: what ended it first was the shutdown."""
+    caplog.set_level(logging.INFO, logger="service.streaming.run")
+    fast = Behaviour(tokens=1000, first_token_delay=0, token_delay=0)
+    async with service(fast, resume_grace=30.0, queue_size=2) as (client, serving):
+        held = serving.get((await client.post("/runs", json=BODY)).json()["run_id"])
+        await until(lambda: held.log.next_seq >= 2, message="the log's window to fill")
+        assert serving.admission.fail_all(ShuttingDown()) == 1  # what the drain does past its grace
+    frames = [frame async for frame in held.log.frames(0)]  # the teardown ended the log
+    last = parse_sse(b"".join(frames).decode()).events[-1]
+    assert (last.event, last.json()["type"]) == ("error", "shutting_down")
+    assert ended_outcomes(caplog) == ["error:shutting_down"]
