@@ -1,8 +1,8 @@
 """Warm what the first request would otherwise pay for, before the service says it is ready.
 
-Measured on a fresh process (`python -m bench.run --only cold`, docs/performance.md), the first
-answer's time to first token was 0.3-1.8 s longer than a later one's, nearly all of it on the pool
-thread of the first run: the OpenAI SDK imports `openai.resources` (every API's models, a few
+On a fresh process the first answer waited much longer for its first token than the ones after it
+(docs/performance.md, "The first request after a start"), nearly all of it on the pool thread of
+the first run: the OpenAI SDK imports `openai.resources` (every API's models, a few
 hundred pydantic classes) the first time a client's `.chat` is touched, pydantic builds the
 validators of the chunk models on the first parse, Jinja compiles each template the first time a
 prompt builder is made for it, and Haystack's pipeline run has lazy imports of its own.
