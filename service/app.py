@@ -18,6 +18,7 @@ from pipelines.documents import load_documents
 from service.answering.answers import Context
 from service.answering.conversations import Conversations
 from service.answering.guard import InputGuard
+from service.answering.warmup import warm_up
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
 from service.http.middleware.capacity import ShedLoad
@@ -75,15 +76,27 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         threads = WorkerThreads(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(threads)
-        upstream = UpstreamPool(settings.upstream_connections)
+        upstream = UpstreamPool(settings.upstream_connections, settings.upstream_first_byte_timeout)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
         lag = LoopLag()
         lag.start()
         max_lag = settings.max_loop_lag_ms / 1000
-        admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc, lag, max_lag)
+        admission = Admission(
+            settings.max_streams,
+            upstream,
+            settings.queue_size,
+            meters,
+            gc,
+            max_duration=settings.run_max_duration,
+            lag=lag,
+            max_lag=max_lag,
+        )
         meters.watch(live_gauges(admission, upstream, threads, loop, lag), loop)
         answers = _answers(settings)
+        if (settings.base_url or "https:").startswith("https:"):  # no base URL: OpenAI's, over https
+            upstream.prepare_tls()
+        await warm_up(answers)  # before the service says it is ready: a first request as fast as the next
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})

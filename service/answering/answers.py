@@ -83,7 +83,7 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
             {"query": query},
             metadata | {"guarded": True},  # no conversation given: a refusal joins none
         )
-    options = _upstream(settings, api_key)
+    options = upstream_options(settings, api_key)
     inputs: dict[str, Any] = {"query": query, "history": [dict(turn) for turn in history]}
     if pipeline == "documents":
         assert context.documents is not None  # check_pipeline refused the request otherwise
@@ -98,7 +98,7 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
     return Answer(factory, inputs, metadata, query, conversation, context.conversations)
 
 
-def _upstream(settings: Settings, api_key: str) -> UpstreamOptions:
+def upstream_options(settings: Settings, api_key: str) -> UpstreamOptions:
     return UpstreamOptions(
         api_key=api_key,
         model=settings.model,

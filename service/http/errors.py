@@ -1,7 +1,10 @@
 """Domain errors (`service/errors.py`) and the framework's own refusals, mapped to HTTP once.
 
-Every refusal before a stream is an `ErrorBody` (`{"type", "message", "retryable", "errors"?}`);
-`errors` names the fields at fault when a request is malformed.
+Every refusal before a stream is an `ErrorBody` (`{"type", "message", "retryable", "errors"}`), the
+framework's own included (an unknown path is a 404 `not_found`, a method the path does not take a
+405 `method_not_allowed`, with `Allow`); `errors` names what in the request was at fault: a field,
+a header, the body, the path, the method. It is empty when nothing in the request was (a 503).
+An empty body is not valid JSON: a 400 `invalid_json`, as a body that does not parse is.
 """
 
 from collections.abc import Callable, Coroutine
@@ -73,31 +76,45 @@ async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
 
 
 async def _not_found(_: Request, __: RunNotFound) -> JSONResponse:
-    return error_response(404, "run_not_found", "No such run, or it is no longer held.")
+    errors = [{"field": "run_id", "message": "no such run, or it is no longer held"}]
+    return error_response(404, "run_not_found", "No such run, or it is no longer held.", errors=errors)
 
 
 async def _no_conversation(_: Request, __: ConversationNotFound) -> JSONResponse:
-    return error_response(404, "not_found", "No such conversation (it may have been deleted or evicted).")
+    message = "No such conversation (it may have been deleted or evicted)."
+    return error_response(
+        404, "not_found", message, errors=[{"field": "conversation_id", "message": "no such conversation"}]
+    )
 
 
 async def _run_expired(_: Request, __: RunExpired) -> JSONResponse:
     message = "The run this Last-Event-ID belongs to is no longer held; start a new one."
-    return error_response(410, "run_expired", message)
+    errors = [{"field": "last-event-id", "message": "names a run that is no longer held"}]
+    return error_response(410, "run_expired", message, errors=errors)
 
 
 async def _replay_unavailable(_: Request, __: ReplayUnavailable) -> JSONResponse:
     message = "The events after Last-Event-ID are no longer held; start a new run."
-    return error_response(410, "replay_unavailable", message)
+    errors = [{"field": "last-event-id", "message": "the events after it are no longer held"}]
+    return error_response(410, "replay_unavailable", message, errors=errors)
 
 
-async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors, in the service's error shape."""
-    if error.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
+    status, headers = error.status_code, error.headers
+    if status == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
         message = "body: could not be parsed as UTF-8 JSON"
         return error_response(
             400, "invalid_json", message, errors=[{"field": "body", "message": "could not be parsed"}]
         )
-    return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
+    if status == 404:  # no route has this path (or a route found nothing there: a static file)
+        return error_response(404, "not_found", "No such path.", errors=[{"field": "path", "message": "no such path"}])
+    if status == 405:
+        allowed = next((value for name, value in (headers or {}).items() if name.lower() == "allow"), "")
+        message = f"{request.method} is not allowed here; use {allowed.replace(', ', ' or ')}."
+        errors = [{"field": "method", "message": f"must be one of: {allowed}"}]
+        return error_response(405, "method_not_allowed", message, errors=errors, headers=headers)
+    return error_response(status, "http_error", str(error.detail), headers=headers)
 
 
 async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
@@ -114,6 +131,9 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
         return error_response(
             400, "invalid_json", "body: not valid JSON", errors=[{"field": "body", "message": "not valid JSON"}]
         )
+    if any(_is_whole_body(detail, "missing") for detail in error.errors()):  # nothing was sent
+        field = {"field": "body", "message": "is empty: send a JSON object"}
+        return error_response(400, "invalid_json", "body: is empty: send a JSON object", errors=[field])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
     return error_response(422, "invalid_request", message, errors=fields)
 
@@ -124,9 +144,15 @@ def _is_json(content_type: str) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
+def _is_whole_body(detail: dict[str, Any], kind: str) -> bool:
+    return tuple(detail.get("loc", ())) == ("body",) and detail.get("type") == kind
+
+
 def _field_error(detail: dict[str, object]) -> dict[str, str]:
     loc = [str(part) for part in detail.get("loc", ()) if part not in ("body", "header")]  # type: ignore[attr-defined]
     message = str(detail.get("msg", "invalid"))
     if detail.get("type") == "extra_forbidden":
         message = "is not a known field"
+    elif _is_whole_body(detail, "model_attributes_type"):  # valid JSON, but a list, a string, null...
+        message = "must be a JSON object"
     return {"field": ".".join(loc) or "body", "message": message.removeprefix("Value error, ")}

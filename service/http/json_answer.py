@@ -3,12 +3,14 @@
 It reads the same events an SSE client would get, from the same `ChunkCollector` over the same run:
 there is one way to run a pipeline, and this is only another way to deliver its result. While the
 answer is being collected it listens for `http.disconnect`, so a client that gives up still cancels
-the run and closes the upstream response, exactly as with a stream.
+the run and closes the upstream response, exactly as with a stream. Its `model` is the one the
+upstream said served the answer (`end.model`), else the one asked for.
 
 A run that ends with `error` becomes an HTTP status with the same typed body as the `error` event
 (`{"type", "message", "retryable"}`, + `retry_after`): every upstream failure is a 502 (the upstream,
 not this request, failed; even `upstream_auth`, since a 401 would say the caller failed to
-authenticate to this service), except `upstream_timeout` (504) and `rate_limited` (429, with
+authenticate to this service), except `upstream_timeout` and `run_timeout` (504: the service's
+maximum duration, HAYSTREAM_RUN_MAX_DURATION, bounds a JSON answer as it bounds a stream) and `rate_limited` (429, with
 `Retry-After` when the upstream said how long); `shutting_down` is a 503 and `internal` a 500.
 """
 
@@ -30,6 +32,7 @@ STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.UPSTREAM_UNAVAILABLE: 502,
     ErrorType.UPSTREAM_MALFORMED: 502,
     ErrorType.UPSTREAM_TIMEOUT: 504,
+    ErrorType.RUN_TIMEOUT: 504,  # HAYSTREAM_RUN_MAX_DURATION: the gateway gave up waiting for the whole answer
     ErrorType.RATE_LIMITED: 429,
     ErrorType.SHUTTING_DOWN: 503,
     ErrorType.INTERNAL: 500,
@@ -68,6 +71,7 @@ class JSONAnswerResponse(Response):
                 texts.append(data)
             elif item.name == "end":
                 answer.update(answer="".join(texts), finish_reason=data["finish_reason"], usage=data["usage"])
+                answer["model"] = data["model"] or answer.get("model")  # the upstream's, when it named one
                 return JSONResponse(answer)
             elif item.name == "error":
                 return self._failure(data | {"run_id": answer.get("run_id")})

@@ -14,7 +14,8 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.serving import Serving
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for, parse_sse, text_of
+from tests.support.servers import asgi_client_for
+from tests.support.sse import parse_sse, text_of
 
 KEY = "sk-capacity-SENTINEL-51aa"
 QUERY = "Is there room for me?"

@@ -1,4 +1,6 @@
-"""`GET /healthz` (the process answers) and `GET /readyz` (it will take new streams).
+"""`GET /healthz` (the process answers) and `GET /readyz` (it will take new streams), and `HEAD` of
+each (what many load balancers and probes send; the server leaves the body out). HEAD is left out of
+the OpenAPI schema: one operation per path and method, and a HEAD of a GET says nothing new.
 
 During a drain (service/ops/shutdown.py) the first stays 200 and the second says 503, so an
 orchestrator stops routing here without restarting a process that is finishing its streams.
@@ -24,6 +26,7 @@ router = APIRouter()
 
 
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -31,6 +34,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz", responses={503: {"description": "Shutting down, or saturated: no new streams are admitted now."}}
 )
+@router.head("/readyz", include_in_schema=False)
 async def readyz(serving: ServingDep) -> JSONResponse:
     """Ready once the lifespan has started the pool (the app serves nothing before), until the drain."""
     admission = serving.admission
@@ -38,13 +42,17 @@ async def readyz(serving: ServingDep) -> JSONResponse:
     if serving.draining:
         return JSONResponse({"status": "draining", "active_streams": active}, 503)
     reason = admission.pressure()
+    if reason is None:
+        return JSONResponse({"status": "ready", "active_streams": active})
     lag_ms = round(admission.lag.seconds * 1000, 1) if admission.lag is not None else None
-    body: dict[str, object] = {"status": "ready" if reason is None else "saturated", "active_streams": active}
-    body |= {
-        "max_streams": admission.max_streams,
-        "loop_lag_ms": lag_ms,
-        "max_loop_lag_ms": serving.settings.max_loop_lag_ms,
-    }
-    if reason is not None:
-        body["reason"] = reason.value
-    return JSONResponse(body, 200 if reason is None else 503)
+    return JSONResponse(
+        {
+            "status": "saturated",
+            "reason": reason.value,
+            "active_streams": active,
+            "max_streams": admission.max_streams,
+            "loop_lag_ms": lag_ms,
+            "max_loop_lag_ms": serving.settings.max_loop_lag_ms,
+        },
+        503,
+    )
