@@ -20,7 +20,7 @@ from service.answering.conversations import Conversations
 from service.answering.guard import InputGuard
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
-from service.http.routes import chat, conversations, health, metrics, page, runs
+from service.http.routes import chat, conversations, health, metrics, openai, page, runs
 from service.ops.gc_policy import IdleGC, settle_heap
 from service.ops.logs import configure_logging
 from service.ops.metrics import ServiceMetrics, live_gauges
@@ -49,7 +49,7 @@ CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
-    for module in (chat, conversations, runs, health, metrics, page):
+    for module in (chat, openai, conversations, runs, health, metrics, page):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # added last, so outermost: its headers reach the body limit's 413 too

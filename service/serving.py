@@ -7,12 +7,12 @@ domain error (`service/errors.py`) that the edge maps to a status code in one pl
 """
 
 import hashlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from service.answering.answers import Context, check_pipeline, prepare
+from service.answering.answers import Context, available, check_pipeline, prepare
 from service.errors import (
     CapacityExceeded,
     ConversationNotFound,
@@ -21,6 +21,7 @@ from service.errors import (
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    UnknownModel,
     classify,
 )
 from service.ops.logs import current_run_id
@@ -31,9 +32,18 @@ from service.streaming.collector import ChunkCollector, StreamItem
 from service.streaming.event_log import EventLog
 from service.streaming.held_run import HeldRun
 from service.streaming.run import Admission, Run
+from service.streaming.sse import EVENTS, Encoder
 from service.streaming.threads import WorkerThreads
 
 DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
+MODEL_PREFIX = "haystream-"  # /v1/models names each pipeline as a model: haystream-chat, haystream-documents
+
+# A run's wire format, given its id (OpenAI's chunks carry a completion id made from it).
+EncoderFor = Callable[[str], Encoder]
+
+
+def named_events(_: str) -> Encoder:
+    return EVENTS
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,10 @@ class Ask:
     query: str
     pipeline: str = "chat"
     conversation_id: str | None = None
+    # The turns before the query, when the client sends them (/v1/chat/completions) instead of a conversation id.
+    history: tuple[Mapping[str, str], ...] | None = None
+    # Per-request generation options (temperature, max_completion_tokens, user, ...) over the settings' own.
+    generation: Mapping[str, object] | None = None
 
     @property
     def owner(self) -> bytes:
@@ -96,9 +110,20 @@ class Serving:
         run, collector = await self._admit(ask)
         return Answering(run.id, collector.events(), partial(run.close, collector))
 
-    async def stream(self, ask: Ask, *, idempotency_key: str | None, grace: float) -> Reader:
+    def models(self) -> list[str]:
+        """The pipelines, named as /v1/models lists them."""
+        return [MODEL_PREFIX + name for name in available(self.answers)]
+
+    def pipeline_for(self, model: str) -> str:
+        if model not in self.models():
+            raise UnknownModel(model)
+        return model.removeprefix(MODEL_PREFIX)
+
+    async def stream(
+        self, ask: Ask, *, idempotency_key: str | None, grace: float, encoder: EncoderFor = named_events
+    ) -> Reader:
         """Start a held run with its first reader attached (so its grace does not start)."""
-        held = await self._hold(ask, idempotency_key, grace)
+        held = await self._hold(ask, idempotency_key, grace, encoder)
         reader = self.read(held, None)
         held.start()
         assert reader is not None  # a run just started has every event still to come
@@ -108,18 +133,23 @@ class Serving:
         """The Idempotency-Key's run if there is one (False), else a new held run, started (True)."""
         if idempotency_key is not None and (held := self.runs.find(ask.owner, idempotency_key)) is not None:
             return held, False
-        held = await self._hold(ask, idempotency_key, self.settings.resume_grace)
+        held = await self._hold(ask, idempotency_key, self.settings.resume_grace, named_events)
         held.start()
         return held, True
 
-    def find(self, ask: Ask, idempotency_key: str) -> HeldRun | None:
-        return self.runs.find(ask.owner, idempotency_key)
+    def find(self, ask: Ask, idempotency_key: str, wire: str = EVENTS.wire) -> HeldRun | None:
+        held = self.runs.find(ask.owner, idempotency_key)
+        if held is not None and held.log.encoder.wire != wire:
+            raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
+        return held
 
-    def resume(self, ask: Ask, last_event_id: str) -> Reader | None:
+    def resume(self, ask: Ask, last_event_id: str, wire: str = EVENTS.wire) -> Reader | None:
         """Read the caller's run that `last_event_id` belongs to, after that event."""
         held = self.runs.get(last_event_id.rpartition(":")[0])
         if held is None or held.owner != ask.owner:
             raise RunExpired
+        if held.log.encoder.wire != wire:
+            raise InvalidRequest("last-event-id", "belongs to a run started on another endpoint")
         return self.read(held, last_event_id)
 
     def get(self, run_id: str) -> HeldRun:
@@ -156,7 +186,7 @@ class Serving:
         held.attach()
         return Reader(held.id, log.frames(position), held.detach)
 
-    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float) -> HeldRun:
+    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float, encoder: EncoderFor) -> HeldRun:
         if not self.draining:  # (_admit refuses a draining service)
             self.runs.make_room()
         run, collector = await self._admit(ask)
@@ -166,6 +196,7 @@ class Serving:
             max_events=settings.replay_max_events,
             max_bytes=settings.replay_max_bytes,
             window=settings.queue_size,
+            encoder=encoder(run.id),
         )
         held = HeldRun(
             run,
@@ -190,7 +221,15 @@ class Serving:
         run = self.admission.admit()
         current_run_id.set(run.id)
         try:
-            answer = await prepare(self.answers, ask.api_key, ask.query, ask.pipeline, ask.conversation_id)
+            answer = await prepare(
+                self.answers,
+                ask.api_key,
+                ask.query,
+                ask.pipeline,
+                ask.conversation_id,
+                history=ask.history,
+                generation=ask.generation,
+            )
             run.start(answer.factory, answer.inputs)
         except BaseException:
             self.admission.release(run)

@@ -1,10 +1,13 @@
 """Domain errors (`service/errors.py`) and the framework's own refusals, mapped to HTTP once.
 
 Every refusal before a stream is an `ErrorBody` (`{"type", "message", "retryable", "errors"?}`);
-`errors` names the fields at fault when a request is malformed.
+`errors` names the fields at fault when a request is malformed. On OpenAI's paths (`/v1/...`) the same
+refusal is OpenAI's error body (`{"error": {"message", "type", "param", "code"}}`, `code` being the
+service's type), and a malformed request is a 400 as OpenAI answers it, not a 422, so OpenAI's SDKs
+raise the class they would for OpenAI itself (`BadRequestError`, `AuthenticationError`, ...).
 """
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,9 +23,14 @@ from service.errors import (
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    Unauthenticated,
+    UnknownModel,
 )
 from service.http.responses import error_response
 from service.serving import Serving
+from service.streaming.openai_chunks import error_object
+
+OPENAI_PATHS = "/v1/"
 
 Handler = Callable[[Request, Any], Coroutine[Any, Any, JSONResponse]]
 
@@ -38,6 +46,8 @@ def add_error_handlers(app: FastAPI) -> None:
         ConversationNotFound: _no_conversation,
         RunExpired: _run_expired,
         ReplayUnavailable: _replay_unavailable,
+        UnknownModel: _unknown_model,
+        Unauthenticated: _unauthenticated,
     }
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
@@ -50,60 +60,101 @@ def _retry_after(request: Request) -> dict[str, str]:
 
 async def _at_capacity(request: Request, _: CapacityExceeded) -> JSONResponse:
     message = "Every stream slot is taken; retry shortly."
-    return error_response(503, "at_capacity", message, retryable=True, headers=_retry_after(request))
+    return _refuse(request, 503, "at_capacity", message, retryable=True, headers=_retry_after(request))
 
 
 async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
     """Closes the connection too: the retry should reach another instance."""
     message = "The service is shutting down; retry shortly."
     headers = _retry_after(request) | {"Connection": "close"}
-    return error_response(503, "shutting_down", message, retryable=True, headers=headers)
+    return _refuse(request, 503, "shutting_down", message, retryable=True, headers=headers)
 
 
-async def _not_found(_: Request, __: RunNotFound) -> JSONResponse:
-    return error_response(404, "run_not_found", "No such run, or it is no longer held.")
+async def _not_found(request: Request, __: RunNotFound) -> JSONResponse:
+    return _refuse(request, 404, "run_not_found", "No such run, or it is no longer held.")
 
 
-async def _no_conversation(_: Request, __: ConversationNotFound) -> JSONResponse:
-    return error_response(404, "not_found", "No such conversation (it may have been deleted or evicted).")
+async def _no_conversation(request: Request, __: ConversationNotFound) -> JSONResponse:
+    return _refuse(request, 404, "not_found", "No such conversation (it may have been deleted or evicted).")
 
 
-async def _run_expired(_: Request, __: RunExpired) -> JSONResponse:
+async def _unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
+    message = f"The model '{str(error)[:200]}' does not exist; GET /v1/models lists the models."
+    return _refuse(request, 404, "model_not_found", message, errors=[{"field": "model", "message": "unknown"}])
+
+
+async def _unauthenticated(request: Request, error: Unauthenticated) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"}
+    return _refuse(request, 401, "invalid_api_key", str(error), headers=headers)
+
+
+async def _run_expired(request: Request, __: RunExpired) -> JSONResponse:
     message = "The run this Last-Event-ID belongs to is no longer held; start a new one."
-    return error_response(410, "run_expired", message)
+    return _refuse(request, 410, "run_expired", message)
 
 
-async def _replay_unavailable(_: Request, __: ReplayUnavailable) -> JSONResponse:
+async def _replay_unavailable(request: Request, __: ReplayUnavailable) -> JSONResponse:
     message = "The events after Last-Event-ID are no longer held; start a new run."
-    return error_response(410, "replay_unavailable", message)
+    return _refuse(request, 410, "replay_unavailable", message)
 
 
-async def _http_error(_: Request, error: HTTPException) -> JSONResponse:
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors, in the service's error shape."""
     if error.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
         message = "body: could not be parsed as UTF-8 JSON"
-        return error_response(
-            400, "invalid_json", message, errors=[{"field": "body", "message": "could not be parsed"}]
-        )
-    return error_response(error.status_code, "http_error", str(error.detail), headers=error.headers)
+        fields = [{"field": "body", "message": "could not be parsed"}]
+        return _refuse(request, 400, "invalid_json", message, errors=fields)
+    return _refuse(request, error.status_code, "http_error", str(error.detail), headers=error.headers)
 
 
-async def _invalid_request(_: Request, error: InvalidRequest) -> JSONResponse:
-    return error_response(422, "invalid_request", str(error), errors=[{"field": error.field, "message": error.message}])
+async def _invalid_request(request: Request, error: InvalidRequest) -> JSONResponse:
+    fields = [{"field": error.field, "message": error.message}]
+    return _refuse(request, 422, "invalid_request", str(error), errors=fields)
 
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """FastAPI's 422, minus the echoed input (it may be a key), with fields named plainly."""
     if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
         field = {"field": "content-type", "message": "must be application/json"}
-        return error_response(415, "unsupported_media_type", "content-type: must be application/json", errors=[field])
+        message = "content-type: must be application/json"
+        return _refuse(request, 415, "unsupported_media_type", message, errors=[field])
     fields = [_field_error(detail) for detail in error.errors()]
     if any(detail.get("type") == "json_invalid" for detail in error.errors()):
-        return error_response(
-            400, "invalid_json", "body: not valid JSON", errors=[{"field": "body", "message": "not valid JSON"}]
-        )
+        invalid = [{"field": "body", "message": "not valid JSON"}]
+        return _refuse(request, 400, "invalid_json", "body: not valid JSON", errors=invalid)
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
-    return error_response(422, "invalid_request", message, errors=fields)
+    return _refuse(request, 422, "invalid_request", message, errors=fields)
+
+
+def _refuse(
+    request: Request,
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    retryable: bool = False,
+    errors: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The refusal in the shape of the path's API: the service's `ErrorBody`, or OpenAI's on /v1."""
+    if not request.url.path.startswith(OPENAI_PATHS):
+        return error_response(status, error_type, message, retryable=retryable, errors=errors, headers=headers)
+    if status == 422:
+        status = 400  # OpenAI answers a malformed request with a 400
+    param = errors[0]["field"] if errors else None
+    body = error_object(message, openai_error_type(status), error_type, param)
+    return JSONResponse(body, status, headers=headers)
+
+
+def openai_error_type(status: int) -> str:
+    """The `type` OpenAI gives an error of this status."""
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "authentication_error" if status == 401 else "permission_error"
+    return "invalid_request_error"
 
 
 def _is_json(content_type: str) -> bool:

@@ -5,10 +5,14 @@ streams and a timeout scope, which was measured at about a quarter of a relay's 
 Framing follows the WHATWG spec (and sse-starlette's tests): multi-line data becomes several
 `data:` lines, and `event`/`id` lose any CR, LF or NUL so a value cannot end a field early.
 Lines are split on CR, LF and CRLF only, never on the other separators `str.splitlines` knows.
+
+A run's wire format is chosen when it starts: an `Encoder` turns each of its events (with the id
+the event log gives it) into the frame its readers get. `EVENTS`, the default, is the service's own
+named events (POST /chat, the runs API); `service/streaming/openai_chunks.py` is OpenAI's chunks.
 """
 
 import re
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
@@ -39,3 +43,24 @@ def comment(text: str) -> bytes:
 
 
 KEEPALIVE_FRAME = comment("keep-alive")
+
+
+class Encoder(Protocol):
+    """How a run's events go on the wire. `wire` names the format, so a reader asking for another one
+    (a Last-Event-ID or an Idempotency-Key sent to another endpoint) can be refused."""
+
+    wire: ClassVar[str]
+
+    def __call__(self, event: Event, event_id: str | None) -> bytes: ...
+
+
+class NamedEvents:
+    """The service's own events: `metadata`, `data`..., then `end` or `error`, each with its id."""
+
+    wire: ClassVar[str] = "events"
+
+    def __call__(self, event: Event, event_id: str | None) -> bytes:
+        return encode(Event(event.name, event.data, event_id))
+
+
+EVENTS = NamedEvents()
