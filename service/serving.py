@@ -18,6 +18,7 @@ from service.errors import (
     ConversationNotFound,
     InvalidRequest,
     ReplayUnavailable,
+    RunError,
     RunExpired,
     RunNotFound,
     ShuttingDown,
@@ -64,13 +65,27 @@ class Ask:
         return owner_of(self.api_key)
 
 
+def _nothing_yet() -> RunError | None:
+    return None
+
+
+def _already() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Reader:
-    """A reader attached to a held run: its SSE frames, and what to call once the response is over."""
+    """A reader attached to a held run: its SSE frames, and what to call once the response is over.
+
+    `opened` says whether the run has logged more than its `metadata` (or has ended), and
+    `failed_early` gives the run's error if it failed before its first text: a response that has
+    not started yet can then answer with an HTTP status instead (/v1/chat/completions does)."""
 
     run_id: str
     frames: AsyncGenerator[bytes, None]
     on_close: Callable[[], None]
+    opened: Callable[[], bool] = _already
+    failed_early: Callable[[], RunError | None] = _nothing_yet
 
 
 @dataclass(frozen=True)
@@ -184,7 +199,14 @@ class Serving:
             return None
         current_run_id.set(held.id)
         held.attach()
-        return Reader(held.id, log.frames(position), held.detach)
+        collector = held.collector
+        return Reader(
+            held.id,
+            log.frames(position),
+            held.detach,
+            opened=lambda: log.next_seq > 1 or log.closed,
+            failed_early=lambda: collector.error if collector.chunks == 0 else None,
+        )
 
     async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float, encoder: EncoderFor) -> HeldRun:
         if not self.draining:  # (_admit refuses a draining service)

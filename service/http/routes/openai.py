@@ -24,6 +24,7 @@ from service.http.openai_schemas import (
     ask_of_completion,
     models_of,
 )
+from service.http.openai_stream import OpenAIStreamResponse
 from service.http.responses import event_stream
 from service.streaming.openai_chunks import OpenAIChunks, completion_id
 from service.streaming.sse import Encoder
@@ -41,11 +42,11 @@ _DOC: dict[int | str, dict[str, Any]] = {
         status: {"model": OpenAIError, "description": description}
         for status, description in {
             400: "The request is malformed.",
-            401: "No usable `Authorization: Bearer <key>`, or (not streamed) the upstream refused the key.",
+            401: "No usable `Authorization: Bearer <key>`, or the upstream refused the key.",
             404: "No such model.",
             410: "Last-Event-ID names a run or events no longer held.",
-            429: "Not streamed: the upstream is rate limiting.",
-            502: "Not streamed: the upstream failed.",
+            429: "The upstream is rate limiting (streamed: when it said so before the first token).",
+            502: "The upstream failed (streamed: before the first token).",
             503: "Every stream slot is taken, or the service is shutting down; retry after Retry-After seconds.",
         }.items()
     },
@@ -84,7 +85,7 @@ async def chat_completions(
     encoder = partial(_chunks, body.model, created, body.include_usage)
     grace = settings.resume_grace if idempotency_key is not None else settings.chat_resume_grace
     reader = await serving.stream(ask, idempotency_key=idempotency_key, grace=grace, encoder=encoder)
-    return event_stream(reader, settings.send_timeout)
+    return OpenAIStreamResponse(reader, settings.send_timeout, settings.retry_after)
 
 
 def _chunks(model: str, created: int, include_usage: bool, run_id: str) -> Encoder:
