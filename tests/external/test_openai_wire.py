@@ -2,6 +2,7 @@
 Idempotency-Key: the same completion continues, with no second generation."""
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,7 +10,7 @@ import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
-from tests.support import LiveStream, SSEEvent, parse_sse
+from tests.support import LiveStream, SSEEvent, parse_sse, wait_until
 
 KEY = "sk-wire-SENTINEL-93ad0f"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -19,6 +20,7 @@ BODY: dict[str, Any] = {
     "stream": True,
 }
 URL = "/v1/chat/completions"
+SAMPLE = Path(__file__).resolve().parents[2] / "pipelines" / "sample_docs"
 
 
 @pytest.fixture
@@ -122,3 +124,45 @@ def test_a_slow_first_token_still_gets_the_status_and_role_by_the_first_keepaliv
         (record,) = upstream_server.wait_for_requests(1)
         assert record.tokens_sent == 0
         assert stream.parser.comments == ["keep-alive"]
+
+
+def test_a_client_leaving_mid_stream_closes_the_upstream(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=200, first_token_delay=0, token_delay=0.05)
+    service = live_service()
+    stream = LiveStream(service.client, BODY, AUTH, url=URL)
+    assert all(stream.next_event() is not None for _ in range(3))
+    stream.close()
+    (record,) = upstream_server.wait_for_requests(1)
+    assert record.closed.wait(5), "the upstream connection stayed open after the client left"
+    assert record.client_gone and record.tokens_sent < 100
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
+
+
+def test_a_client_leaving_before_the_first_token_cancels_the_run(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    """While the status waits for the first token, a client that gives up still cancels the run."""
+    upstream_server.behaviour = Behaviour(tokens=3, first_token_delay=30, token_delay=0)
+    service = live_service()
+    with pytest.raises(httpx.ReadTimeout):
+        service.client.post(URL, json=BODY, headers=AUTH, timeout=httpx.Timeout(5, read=0.5))
+    (record,) = upstream_server.wait_for_requests(1)
+    assert record.closed.wait(5) and record.tokens_sent == 0
+    wait_until(lambda: service.state.admission.active == 0, message="the run to be released")
+
+
+def test_the_documents_model_answers_from_the_documents(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(tokens=3, first_token_delay=0.0, token_delay=0.0)
+    service = live_service(documents_dir=SAMPLE)
+    body = {
+        "model": "haystream-documents",
+        "messages": [{"role": "user", "content": "How often should I feed my sourdough starter?"}],
+    }
+    response = service.client.post("/v1/chat/completions", json=body, headers=AUTH)
+    assert response.status_code == 200 and response.json()["object"] == "chat.completion"
+    (record,) = upstream_server.wait_for_requests(1)
+    assert "--- sourdough.md ---" in record.prompt
