@@ -25,6 +25,7 @@ from service.ops.gc_policy import IdleGC, settle_heap
 from service.ops.logs import configure_logging
 from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
+from service.ops.tracing import Tracing
 from service.serving import Serving
 from service.settings import Settings
 from service.store.runs import MemoryRunStore
@@ -47,8 +48,10 @@ CORS_EXPOSE = ["location", "retry-after"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 
-def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
+def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
+    """`tracing`: from the OTEL_* environment unless given (tests give one with an in-memory exporter)."""
+    tracing = tracing if tracing is not None else Tracing.from_env(trace_content=settings.trace_content)
+    app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings, tracing))
     for module in (chat, openai, conversations, runs, health, metrics, page):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -63,10 +66,11 @@ def create_app(settings: Settings) -> FastAPI:
             max_age=CORS_MAX_AGE,
         )
     add_error_handlers(app)
+    tracing.instrument(app)  # outermost: the request span covers the middleware's refusals too
     return app
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -79,7 +83,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         meters.watch(live_gauges(admission, upstream, threads, loop), loop)
         answers = _answers(settings)
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
-        serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters)
+        serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters, tracing=tracing)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(serving, settings.shutdown_grace):
@@ -95,6 +99,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
                 gc.close()
             answers.conversations.clear()
             meters.close()
+            tracing.shutdown()
 
     return lifespan
 

@@ -8,7 +8,7 @@ domain error (`service/errors.py`) that the edge maps to a status code in one pl
 
 import hashlib
 from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -27,6 +27,7 @@ from service.errors import (
 )
 from service.ops.logs import current_run_id
 from service.ops.metrics import ServiceMetrics
+from service.ops.tracing import RunOutcome, RunTrace, Tracing
 from service.settings import Settings
 from service.store.runs import RunStore
 from service.streaming.collector import ChunkCollector, StreamItem
@@ -113,6 +114,7 @@ class Serving:
     runs: RunStore
     metrics: ServiceMetrics
     draining: bool = False  # set by the shutdown drain (service/ops/shutdown.py): no new runs, readyz 503
+    tracing: Tracing = field(default_factory=Tracing)  # off unless the OTEL_* environment turns it on
 
     def check(self, ask: Ask) -> None:
         """What every route that starts a run checks beyond the schema."""
@@ -198,12 +200,20 @@ class Serving:
         if log.closed and position >= log.next_seq:
             return None
         current_run_id.set(held.id)
+        resumed = held.writer is not None  # not the reader a new run starts with
+        end_read = held.run.trace.read(held.id) if resumed else None
         held.attach()
         collector = held.collector
+
+        def on_close() -> None:
+            held.detach()
+            if end_read is not None:
+                end_read()
+
         return Reader(
             held.id,
             log.frames(position),
-            held.detach,
+            on_close,
             opened=lambda: log.next_seq > 1 or log.closed,
             failed_early=lambda: collector.error if collector.chunks == 0 else None,
         )
@@ -242,19 +252,22 @@ class Serving:
             raise ShuttingDown
         run = self.admission.admit()
         current_run_id.set(run.id)
+        run.trace = self._trace(run, ask)
         try:
-            answer = await prepare(
-                self.answers,
-                ask.api_key,
-                ask.query,
-                ask.pipeline,
-                ask.conversation_id,
-                history=ask.history,
-                generation=ask.generation,
-            )
-            run.start(answer.factory, answer.inputs)
+            with run.trace.current():  # the run's span is the parent of Haystack's
+                answer = await prepare(
+                    self.answers,
+                    ask.api_key,
+                    ask.query,
+                    ask.pipeline,
+                    ask.conversation_id,
+                    history=ask.history,
+                    generation=ask.generation,
+                )
+                run.start(answer.factory, answer.inputs)
         except BaseException:
             self.admission.release(run)
+            run.trace.end(RunOutcome("not_started", 0, None, 0.0, error_type="not_started"))
             raise
         metadata: dict[str, Any] = {"run_id": run.id, "model": self.settings.model} | answer.metadata
         if self.settings.demo:
@@ -267,3 +280,16 @@ class Serving:
             on_finished=partial(answer.finished, run),
         )
         return run, collector
+
+    def _trace(self, run: Run, ask: Ask) -> RunTrace:
+        settings = self.settings
+        options = settings.generation_kwargs() | dict(ask.generation or {})
+        return self.tracing.start_run(
+            run.id,
+            model=settings.model,
+            pipeline=ask.pipeline,
+            base_url=settings.base_url,
+            query=ask.query,
+            temperature=options.get("temperature"),
+            max_tokens=options.get("max_completion_tokens"),
+        )

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
     shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
 
+    # OpenTelemetry (service/ops/tracing.py): on with the standard OTEL_* variables; never content unless this.
+    trace_content: bool = Field(
+        default=False, description="Put questions and answers in spans (gen_ai.input/output.messages, Haystack's)."
+    )
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
     log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
 

@@ -18,6 +18,7 @@ from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, c
 from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
 from service.ops.metrics import ServiceMetrics
+from service.ops.tracing import NO_TRACE, RunOutcome, RunTrace
 from service.streaming.bridge import StreamBridge
 from service.streaming.collector import ChunkCollector, Failed, Finished, QueueItem
 from service.upstream.pool import RunTransport, UpstreamPool
@@ -42,6 +43,7 @@ class Run:
         self.outcome = "running"
         self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
+        self.trace: RunTrace = NO_TRACE  # its span, when tracing is on (service/ops/tracing.py)
 
     def start(self, factory: PipelineFactory, inputs: dict[str, Any]) -> None:
         """Build the run's pipeline and run it on `inputs`, the prompt builder's (the query and its context)."""
@@ -121,6 +123,19 @@ class Run:
         )
         if self.admission.metrics is not None:
             self.admission.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
+        end = collector.end or {}
+        error_type = None if collector.error is None else str(collector.error.type)
+        outcome = RunOutcome(
+            self.outcome,
+            collector.chunks,
+            ttft,
+            duration,
+            end.get("finish_reason"),
+            end.get("usage"),
+            error_type,
+            self.reply,
+        )
+        self.trace.end(outcome)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
