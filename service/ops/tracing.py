@@ -6,7 +6,7 @@ not `true`. Everything else is the SDK's own reading of its environment: the res
 (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`; `haystream` when unnamed), the sampler
 (`OTEL_TRACES_SAMPLER`), the batch processor (`OTEL_BSP_*`) and the OTLP/HTTP exporter (endpoint,
 headers, timeout, compression). The packages are the optional extra `otel`; without them, or off,
-a run costs nothing here: `NO_TRACE` is a do-nothing object, and no OpenTelemetry module is imported.
+a run costs nothing here: `NO_TRACE` is a do-nothing object, and nothing of the SDK is imported.
 
 Spans: the HTTP request (FastAPI's instrumentation, without a span per ASGI `send`/`receive`, so
 not one per streamed chunk), under it one span per run following the GenAI semantic conventions
