@@ -84,6 +84,7 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         answers = _answers(settings)
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters, tracing=tracing)
+        tracing.start()
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(serving, settings.shutdown_grace):

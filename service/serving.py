@@ -148,7 +148,7 @@ class Serving:
 
     async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[HeldRun, bool]:
         """The Idempotency-Key's run if there is one (False), else a new held run, started (True)."""
-        if idempotency_key is not None and (held := self.runs.find(ask.owner, idempotency_key)) is not None:
+        if idempotency_key is not None and (held := self.find(ask, idempotency_key)) is not None:
             return held, False
         held = await self._hold(ask, idempotency_key, self.settings.resume_grace, named_events)
         held.start()

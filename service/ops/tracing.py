@@ -138,7 +138,7 @@ class Tracing:
         return self._tracer is not None
 
     def instrument(self, app: "FastAPI") -> None:
-        """The HTTP request spans, and Haystack's spans under whatever span is current."""
+        """The HTTP request spans (when the app is built: middleware cannot be added once it runs)."""
         if self.provider is None:
             return
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -153,7 +153,11 @@ class Tracing:
             exclude_spans=["send", "receive"],
             http_capture_headers_sanitize_fields=sanitize,
         )
-        _enable_haystack(self.provider, self.trace_content)
+
+    def start(self) -> None:
+        """Haystack's spans, under whatever span is current (the run's): from the app's start to its stop."""
+        if self.provider is not None:
+            _enable_haystack(self.provider, self.trace_content)
 
     def start_run(self, run_id: str, *, model: str, pipeline: str, base_url: str | None, **request: object) -> RunTrace:
         if self._tracer is None:

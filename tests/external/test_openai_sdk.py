@@ -81,7 +81,7 @@ async def test_the_async_client_streams_and_answers(service: LiveService, upstre
     assert answer.choices[0].message.content == expected_text(second.prompt, FAST)
 
 
-def test_earlier_messages_are_the_history_and_options_reach_the_upstream(
+def test_earlier_messages_are_the_history_and_unknown_fields_are_ignored(
     client: openai.OpenAI, upstream_server: DemoModelServer
 ) -> None:
     messages: list[Any] = [
