@@ -21,6 +21,7 @@ from service.answering.guard import InputGuard
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
 from service.http.routes import chat, conversations, health, metrics, openai, page, runs
+from service.http.tracing import instrument
 from service.ops.gc_policy import IdleGC, settle_heap
 from service.ops.logs import configure_logging
 from service.ops.metrics import ServiceMetrics, live_gauges
@@ -66,7 +67,7 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
             max_age=CORS_MAX_AGE,
         )
     add_error_handlers(app)
-    tracing.instrument(app)  # outermost: the request span covers the middleware's refusals too
+    instrument(app, tracing)  # outermost: the request span covers the middleware's refusals too
     return app
 
 
@@ -76,7 +77,7 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         loop = asyncio.get_running_loop()
         threads = WorkerThreads(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(threads)
-        upstream = UpstreamPool(settings.upstream_connections)
+        upstream = UpstreamPool(settings.upstream_connections, settings.upstream_first_byte_timeout)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
         admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)

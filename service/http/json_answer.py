@@ -3,7 +3,8 @@
 It reads the same events an SSE client would get, from the same `ChunkCollector` over the same run:
 there is one way to run a pipeline, and this is only another way to deliver its result. While the
 answer is being collected it listens for `http.disconnect`, so a client that gives up still cancels
-the run and closes the upstream response, exactly as with a stream.
+the run and closes the upstream response, exactly as with a stream. Its `model` is the one the
+upstream said served the answer (`end.model`), else the one asked for.
 
 A run that ends with `error` becomes an HTTP status with the same typed body as the `error` event
 (`{"type", "message", "retryable"}`, + `retry_after`): every upstream failure is a 502 (the upstream,
@@ -80,7 +81,9 @@ class JSONAnswerResponse(Response):
         raise RuntimeError("the run's events ended without `end` or `error`")
 
     def _answer(self, metadata: dict[str, Any], text: str, end: dict[str, Any]) -> JSONResponse:
-        return JSONResponse(metadata | {"answer": text, "finish_reason": end["finish_reason"], "usage": end["usage"]})
+        answer = metadata | {"answer": text, "finish_reason": end["finish_reason"], "usage": end["usage"]}
+        answer["model"] = end.get("model") or metadata.get("model")  # the upstream's, when it named one
+        return JSONResponse(answer)
 
     def _failure(self, error: dict[str, Any], metadata: dict[str, Any]) -> JSONResponse:
         status = STATUS_FOR_ERROR.get(error["type"], 500)

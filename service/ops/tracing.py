@@ -8,10 +8,11 @@ not `true`. Everything else is the SDK's own reading of its environment: the res
 headers, timeout, compression). The packages are the optional extra `otel`; without them, or off,
 a run costs nothing here: `NO_TRACE` is a do-nothing object, and nothing of the SDK is imported.
 
-Spans: the HTTP request (FastAPI's instrumentation, without a span per ASGI `send`/`receive`, so
-not one per streamed chunk), under it one span per run following the GenAI semantic conventions
-(`gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.response.finish_reasons`,
-`gen_ai.usage.*`, a `gen_ai.first_token` event, `haystream.run_id`), and under that Haystack's
+Spans: the HTTP request (FastAPI's instrumentation, set up at the edge by `service/http/tracing.py`,
+without a span per ASGI `send`/`receive`, so not one per streamed chunk), under it one span per
+run following the GenAI semantic conventions (`gen_ai.operation.name`, `gen_ai.request.model`,
+`gen_ai.response.finish_reasons`, `gen_ai.usage.*`, a `gen_ai.first_token` event,
+`haystream.run_id`), and under that Haystack's
 pipeline and component spans through its `OpenTelemetryTracer`. A resumed read is a span of its
 own that links to the run's.
 
@@ -19,7 +20,8 @@ Never the key, the question or the answer, unless the operator opts in with
 `HAYSTREAM_TRACE_CONTENT`: Haystack's content tags follow that setting (not Haystack's own variable),
 and its pipeline span's input and output data tags, which it sets whatever that switch says, are
 dropped without it. Request headers are only captured if the operator lists them in OpenTelemetry's
-own variables, and `authorization` and anything named like a key are always redacted then.
+own variables, and `authorization` and anything named like a key are always redacted then
+(`sanitized_headers`).
 """
 
 import json
@@ -39,7 +41,6 @@ from haystack.tracing.tracer import disable_tracing, enable_tracing
 from haystack.tracing.tracer import tracer as haystack_tracer
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
     from opentelemetry.trace import Span, Tracer
@@ -137,23 +138,6 @@ class Tracing:
     def enabled(self) -> bool:
         return self._tracer is not None
 
-    def instrument(self, app: "FastAPI") -> None:
-        """The HTTP request spans (when the app is built: middleware cannot be added once it runs)."""
-        if self.provider is None:
-            return
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        sanitize = [
-            *SANITIZED_HEADERS,
-            *_listed(os.environ.get("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS")),
-        ]
-        FastAPIInstrumentor.instrument_app(
-            app,
-            tracer_provider=self.provider,
-            exclude_spans=["send", "receive"],
-            http_capture_headers_sanitize_fields=sanitize,
-        )
-
     def start(self) -> None:
         """Haystack's spans, under whatever span is current (the run's): from the app's start to its stop."""
         if self.provider is not None:
@@ -232,8 +216,10 @@ def _messages(role: str, text: str) -> str:
     return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}], ensure_ascii=False)
 
 
-def _listed(value: str | None) -> list[str]:
-    return [item.strip() for item in (value or "").split(",") if item.strip()]
+def sanitized_headers(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Header names (regexes) redacted when the operator asks for headers in the request spans."""
+    listed = environ.get("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "")
+    return [*SANITIZED_HEADERS, *(item.strip() for item in listed.split(",") if item.strip())]
 
 
 def _exporter(name: str) -> "SpanExporter":

@@ -3,17 +3,17 @@ quoted verbatim in docs/openai-compatible.md), run under node with the real pack
 mid-stream is resumed with Last-Event-ID, and the text is whole, from one generation."""
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from tests.binaries import require
-from tests.browser import NPM_DIR, install_fetch_event_source
 from tests.conftest import LiveFactory
-from tests.support import wait_until
-from tests.tcp_proxy import severable_proxy
+from tests.support.binaries import require
+from tests.support.browser import NPM_DIR, install_fetch_event_source
+from tests.support.tcp_proxy import severable_proxy
+from tests.support.waiting import wait_until
+from tests.test_docs import code_blocks, expanded
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "openai-fetch-event-source.js"
@@ -22,9 +22,9 @@ KEY = "sk-fes-SENTINEL-0a9b8c"
 
 
 def test_the_docs_quote_the_tested_snippet_verbatim() -> None:
-    page = (ROOT / "docs" / "openai-compatible.md").read_text()
-    blocks = re.findall(r"^```js\n(.*?)^```$", page, re.MULTILINE | re.DOTALL)
-    assert EXAMPLE.read_text() in blocks
+    snippet = EXAMPLE.read_text().rstrip("\n")
+    blocks = [block.rstrip("\n") for block in code_blocks(expanded(ROOT / "docs" / "openai-compatible.md"), "js")]
+    assert snippet in blocks
 
 
 def test_a_cut_connection_resumes_the_same_completion(

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, answer_tokens, expected_text
-from tests.binaries import require
 from tests.conftest import LiveFactory, LiveService
+from tests.support.binaries import require
 
 ROOT = Path(__file__).resolve().parents[2]
 NPM_DIR = ROOT / ".test-artifacts" / "npm-openai"

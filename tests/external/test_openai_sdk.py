@@ -11,7 +11,8 @@ import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, answer_tokens, expected_text
 from tests.conftest import LiveFactory, LiveService
-from tests.support import LiveStream, wait_until
+from tests.support.streams import LiveStream
+from tests.support.waiting import wait_until
 
 KEY = "sk-openai-SENTINEL-4b7e21"
 QUESTION = "What does a compatible endpoint give me?"

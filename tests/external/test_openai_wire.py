@@ -10,7 +10,9 @@ import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
-from tests.support import LiveStream, SSEEvent, parse_sse, wait_until
+from tests.support.sse import SSEEvent, parse_sse
+from tests.support.streams import LiveStream
+from tests.support.waiting import wait_until
 
 KEY = "sk-wire-SENTINEL-93ad0f"
 AUTH = {"authorization": f"Bearer {KEY}"}

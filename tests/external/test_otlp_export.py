@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.support import run_service_process, wait_until
+from tests.support.servers import run_service_process
+from tests.support.waiting import wait_until
 
 KEY = "sk-otlp-SENTINEL-2f8e1d"
 QUESTION = "Do my spans reach the collector?"

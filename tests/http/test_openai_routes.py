@@ -8,7 +8,7 @@ import pytest
 
 from service.app import create_app
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for
+from tests.support.servers import asgi_client_for
 
 SAMPLE = Path(__file__).resolve().parents[2] / "pipelines" / "sample_docs"
 AUTH = {"authorization": "Bearer sk-routes-SENTINEL-1a2b"}

@@ -16,7 +16,8 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.ops.tracing import Tracing, tracing_requested
 from tests.conftest import SettingsFactory
-from tests.support import asgi_client_for, parse_sse
+from tests.support.servers import asgi_client_for
+from tests.support.sse import parse_sse
 
 KEY = "sk-trace-SENTINEL-6e5d4c"
 QUESTION = "Which spans does a traced run make?"

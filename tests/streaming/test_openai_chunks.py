@@ -7,7 +7,7 @@ import pytest
 from service.streaming.event_log import EventLog
 from service.streaming.openai_chunks import OpenAIChunks, completion, run_error_object
 from service.streaming.sse import Event
-from tests.support import parse_sse
+from tests.support.sse import parse_sse
 
 CHUNKS = OpenAIChunks("chatcmpl-abc", "haystream-chat", 1_700_000_000, include_usage=True)
 END = Event("end", json.dumps({"finish_reason": "length", "usage": {"prompt_tokens": 3, "completion_tokens": 5}}))
