@@ -437,6 +437,64 @@ def disconnect(args: argparse.Namespace, cpus: tuple[int | None, int | None]) ->
     }
 
 
+@contextlib.contextmanager
+def _fresh_service(server: DemoModelServer, cpu: int | None) -> Iterator[int]:
+    """A new `python -m service` in front of `server`, once it says it is ready; its port."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "service", "--host", HOST, "--port", str(port), "--log-level", "warning"]
+    env = {"HAYSTREAM_BASE_URL": server.base_url, "HAYSTREAM_MODEL": "demo"}
+    with process(cmd, env, cpu, f"http://{HOST}:{port}/readyz"):
+        yield port
+
+
+def _ttfts(port: int, clients: int, n: int) -> list[float]:
+    """`clients` requests at once (a burst; 1: a single request), each one's time to first token."""
+    request = chat_request(HOST, port, "/chat", {"query": f"question {n}", "api_key": KEY}, KEY)
+
+    async def burst() -> list[StreamResult]:
+        return list(await asyncio.gather(*(stream(HOST, port, request, upstream_format=False) for _ in range(clients))))
+
+    results = asyncio.run(burst())
+    if any(r.error is not None or r.ttft is None for r in results):
+        raise RuntimeError(f"a cold-start request failed: {sorted({str(r.error) for r in results})}")
+    return [r.ttft or 0.0 for r in results]
+
+
+@scenario("cold")
+def cold_start(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+    """A fresh service process each time: its first answer's time to first token against later ones',
+    and a burst of clients as the first thing it serves against a burst later on.
+
+    The upstream takes the demo model's 0.3 s to its first token, as `make run` does."""
+    starts, later, clients = (2, 3, 10) if args.quick else (5, 5, 50)
+    server = DemoModelServer(behaviour=Behaviour(tokens=20, token_delay=0.005, first_token_delay=0.3))
+    firsts: list[float] = []
+    nexts: list[float] = []
+    first_bursts: list[float] = []
+    later_bursts: list[float] = []
+    with server:
+        for n in range(starts):
+            with _fresh_service(server, cpus[0]) as port:
+                firsts += _ttfts(port, 1, n)
+                for _ in range(later):
+                    nexts += _ttfts(port, 1, n)
+            with _fresh_service(server, cpus[0]) as port:
+                first_bursts += _ttfts(port, clients, n)
+                later_bursts += _ttfts(port, clients, n)
+    first, next_ = statistics.median(firsts), statistics.median(nexts)
+    return {
+        "starts": starts,
+        "first_ttft_ms": [ms(value) for value in firsts],
+        "first_ttft_p50_ms": ms(first),
+        "later_ttft_p50_ms": ms(next_),
+        "first_added_ms": ms(first - next_),
+        "first_to_later_ratio": round(first / next_, 2),
+        "burst_clients": clients,
+        "first_burst_ttft_p99_ms": ms(pct(first_bursts, 99)),
+        "later_burst_ttft_p99_ms": ms(pct(later_bursts, 99)),
+    }
+
+
 def machine(pins: tuple[int | None, int | None]) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%d"),

@@ -18,6 +18,7 @@ from pipelines.documents import load_documents
 from service.answering.answers import Context
 from service.answering.conversations import Conversations
 from service.answering.guard import InputGuard
+from service.answering.warmup import warm_up
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
 from service.http.routes import chat, conversations, health, metrics, openai, page, runs
@@ -80,9 +81,14 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         upstream = UpstreamPool(settings.upstream_connections, settings.upstream_first_byte_timeout)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
-        admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)
+        admission = Admission(
+            settings.max_streams, upstream, settings.queue_size, meters, gc, max_duration=settings.run_max_duration
+        )
         meters.watch(live_gauges(admission, upstream, threads, loop), loop)
         answers = _answers(settings)
+        if (settings.base_url or "https:").startswith("https:"):  # no base URL: OpenAI's, over https
+            upstream.prepare_tls()
+        await warm_up(answers)  # before the service says it is ready: a first request as fast as the next
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters, tracing=tracing)
         tracing.start()

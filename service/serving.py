@@ -176,7 +176,13 @@ class Serving:
         return held
 
     def stop(self, run_id: str) -> None:
-        self.get(run_id).stop()
+        """DELETE: stop a running run (kept for the retention, so a reader learns it was cancelled);
+        forget one that has ended, however it ended, with its Idempotency-Key."""
+        held = self.get(run_id)
+        if held.ended:
+            self.runs.evict(run_id)
+        else:
+            held.stop()
 
     def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
         messages = self.answers.conversations.messages(conversation_id)
@@ -237,7 +243,6 @@ class Serving:
             owner=ask.owner,
             idempotency_key=idempotency_key,
             grace=grace,
-            max_duration=settings.run_max_duration,
             on_end=self.runs.ended,
         )
         try:

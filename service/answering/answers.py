@@ -95,7 +95,7 @@ async def prepare(
             {"query": query},
             metadata | {"guarded": True},  # no conversation given: a refusal joins none
         )
-    options = _upstream(settings, api_key, generation or {})
+    options = upstream_options(settings, api_key, generation or {})
     inputs: dict[str, Any] = {"query": query, "history": [dict(turn) for turn in history]}
     if pipeline == "documents":
         assert context.documents is not None  # check_pipeline refused the request otherwise
@@ -110,14 +110,17 @@ async def prepare(
     return Answer(factory, inputs, metadata, query, conversation, context.conversations)
 
 
-def _upstream(settings: Settings, api_key: str, generation: Mapping[str, object]) -> UpstreamOptions:
+def upstream_options(
+    settings: Settings, api_key: str, generation: Mapping[str, object] | None = None
+) -> UpstreamOptions:
+    """`generation`: the request's own options (/v1/chat/completions), over the settings' own."""
     return UpstreamOptions(
         api_key=api_key,
         model=settings.model,
         base_url=settings.base_url,
         timeout=settings.upstream_timeout,
         max_retries=settings.upstream_max_retries,
-        generation_kwargs=settings.generation_kwargs() | dict(generation),
+        generation_kwargs=settings.generation_kwargs() | dict(generation or {}),
         validate_chunks=settings.validate_chunks,
     )
 

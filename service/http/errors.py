@@ -1,10 +1,15 @@
 """Domain errors (`service/errors.py`) and the framework's own refusals, mapped to HTTP once.
 
-Every refusal before a stream is an `ErrorBody` (`{"type", "message", "retryable", "errors"?}`);
-`errors` names the fields at fault when a request is malformed. On OpenAI's paths (`/v1/...`) the same
-refusal is OpenAI's error body (`{"error": {"message", "type", "param", "code"}}`, `code` being the
-service's type), and a malformed request is a 400 as OpenAI answers it, not a 422, so OpenAI's SDKs
-raise the class they would for OpenAI itself (`BadRequestError`, `AuthenticationError`, ...).
+Every refusal before a stream is an `ErrorBody` (`{"type", "message", "retryable", "errors"}`), the
+framework's own included (an unknown path is a 404 `not_found`, a method the path does not take a
+405 `method_not_allowed`, with `Allow`); `errors` names what in the request was at fault: a field,
+a header, the body, the path, the method. It is empty when nothing in the request was (a 503).
+An empty body is not valid JSON: a 400 `invalid_json`, as a body that does not parse is.
+
+On OpenAI's paths (`/v1/...`) the same refusal is OpenAI's error body (`{"error": {"message",
+"type", "param", "code"}}`, `code` being the service's type and `param` the first field at fault),
+and a malformed request is a 400 as OpenAI answers it, not a 422, so OpenAI's SDKs raise the class
+they would for OpenAI itself (`BadRequestError`, `AuthenticationError`, ...).
 """
 
 from collections.abc import Callable, Coroutine, Mapping
@@ -71,11 +76,14 @@ async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
 
 
 async def _not_found(request: Request, __: RunNotFound) -> JSONResponse:
-    return _refuse(request, 404, "run_not_found", "No such run, or it is no longer held.")
+    errors = [{"field": "run_id", "message": "no such run, or it is no longer held"}]
+    return _refuse(request, 404, "run_not_found", "No such run, or it is no longer held.", errors=errors)
 
 
 async def _no_conversation(request: Request, __: ConversationNotFound) -> JSONResponse:
-    return _refuse(request, 404, "not_found", "No such conversation (it may have been deleted or evicted).")
+    message = "No such conversation (it may have been deleted or evicted)."
+    errors = [{"field": "conversation_id", "message": "no such conversation"}]
+    return _refuse(request, 404, "not_found", message, errors=errors)
 
 
 async def _unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
@@ -90,21 +98,33 @@ async def _unauthenticated(request: Request, error: Unauthenticated) -> JSONResp
 
 async def _run_expired(request: Request, __: RunExpired) -> JSONResponse:
     message = "The run this Last-Event-ID belongs to is no longer held; start a new one."
-    return _refuse(request, 410, "run_expired", message)
+    errors = [{"field": "last-event-id", "message": "names a run that is no longer held"}]
+    return _refuse(request, 410, "run_expired", message, errors=errors)
 
 
 async def _replay_unavailable(request: Request, __: ReplayUnavailable) -> JSONResponse:
     message = "The events after Last-Event-ID are no longer held; start a new run."
-    return _refuse(request, 410, "replay_unavailable", message)
+    errors = [{"field": "last-event-id", "message": "the events after it are no longer held"}]
+    return _refuse(request, 410, "replay_unavailable", message, errors=errors)
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     """Starlette's and FastAPI's own HTTP errors, in the service's error shape."""
-    if error.status_code == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
+    status, headers = error.status_code, error.headers
+    if status == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
         message = "body: could not be parsed as UTF-8 JSON"
         fields = [{"field": "body", "message": "could not be parsed"}]
         return _refuse(request, 400, "invalid_json", message, errors=fields)
-    return _refuse(request, error.status_code, "http_error", str(error.detail), headers=error.headers)
+    if status == 404:  # no route has this path (or a route found nothing there: a static file)
+        return _refuse(
+            request, 404, "not_found", "No such path.", errors=[{"field": "path", "message": "no such path"}]
+        )
+    if status == 405:
+        allowed = next((value for name, value in (headers or {}).items() if name.lower() == "allow"), "")
+        message = f"{request.method} is not allowed here; use {allowed.replace(', ', ' or ')}."
+        errors = [{"field": "method", "message": f"must be one of: {allowed}"}]
+        return _refuse(request, 405, "method_not_allowed", message, errors=errors, headers=headers)
+    return _refuse(request, status, "http_error", str(error.detail), headers=headers)
 
 
 async def _invalid_request(request: Request, error: InvalidRequest) -> JSONResponse:
@@ -122,6 +142,9 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
     if any(detail.get("type") == "json_invalid" for detail in error.errors()):
         invalid = [{"field": "body", "message": "not valid JSON"}]
         return _refuse(request, 400, "invalid_json", "body: not valid JSON", errors=invalid)
+    if any(_is_whole_body(detail, "missing") for detail in error.errors()):  # nothing was sent
+        field = {"field": "body", "message": "is empty: send a JSON object"}
+        return _refuse(request, 400, "invalid_json", "body: is empty: send a JSON object", errors=[field])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
     return _refuse(request, 422, "invalid_request", message, errors=fields)
 
@@ -163,9 +186,15 @@ def _is_json(content_type: str) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
+def _is_whole_body(detail: dict[str, Any], kind: str) -> bool:
+    return tuple(detail.get("loc", ())) == ("body",) and detail.get("type") == kind
+
+
 def _field_error(detail: dict[str, object]) -> dict[str, str]:
     loc = [str(part) for part in detail.get("loc", ()) if part not in ("body", "header")]  # type: ignore[attr-defined]
     message = str(detail.get("msg", "invalid"))
     if detail.get("type") == "extra_forbidden":
         message = "is not a known field"
+    elif _is_whole_body(detail, "model_attributes_type"):  # valid JSON, but a list, a string, null...
+        message = "must be a JSON object"
     return {"field": ".".join(loc) or "body", "message": message.removeprefix("Value error, ")}

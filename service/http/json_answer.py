@@ -9,7 +9,8 @@ upstream said served the answer (`end.model`), else the one asked for.
 A run that ends with `error` becomes an HTTP status with the same typed body as the `error` event
 (`{"type", "message", "retryable"}`, + `retry_after`): every upstream failure is a 502 (the upstream,
 not this request, failed; even `upstream_auth`, since a 401 would say the caller failed to
-authenticate to this service), except `upstream_timeout` (504) and `rate_limited` (429, with
+authenticate to this service), except `upstream_timeout` and `run_timeout` (504: the service's
+maximum duration, HAYSTREAM_RUN_MAX_DURATION, bounds a JSON answer as it bounds a stream) and `rate_limited` (429, with
 `Retry-After` when the upstream said how long); `shutting_down` is a 503 and `internal` a 500.
 
 `OpenAICompletionResponse` is the same response for /v1/chat/completions: one `chat.completion`,
@@ -37,6 +38,7 @@ STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.UPSTREAM_UNAVAILABLE: 502,
     ErrorType.UPSTREAM_MALFORMED: 502,
     ErrorType.UPSTREAM_TIMEOUT: 504,
+    ErrorType.RUN_TIMEOUT: 504,  # HAYSTREAM_RUN_MAX_DURATION: the gateway gave up waiting for the whole answer
     ErrorType.RATE_LIMITED: 429,
     ErrorType.SHUTTING_DOWN: 503,
     ErrorType.INTERNAL: 500,

@@ -104,5 +104,5 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """An `ErrorBody` as the JSON response every refusal before a stream is."""
-    body = ErrorBody(type=error_type, message=message, retryable=retryable, errors=errors)
-    return JSONResponse(body.model_dump(exclude_none=True), status, headers=headers)
+    body = ErrorBody(type=error_type, message=message, retryable=retryable, errors=errors or [])
+    return JSONResponse(body.model_dump(), status, headers=headers)

@@ -75,12 +75,13 @@ class ChatRequest(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """Every error the service answers with before a stream starts (and, as an event, after)."""
+    """Every refusal before a stream starts. `errors` names what in the request was at fault (a field,
+    a header, the body, the path, the method), one entry each; it is empty when nothing was (a 503)."""
 
     type: str
     message: str
     retryable: bool
-    errors: list[dict[str, str]] | None = None
+    errors: list[dict[str, str]] = Field(default_factory=list)
 
 
 def ask_of(body: ChatRequest, authorization: str | None) -> Ask:

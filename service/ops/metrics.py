@@ -54,7 +54,10 @@ DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0
 
 class Outcome(StrEnum):
     COMPLETED = "completed"  # the stream ended with `end`
-    CLIENT_GONE = "client_gone"  # the client left before the end; the run was cancelled
+    CLIENT_GONE = (
+        "client_gone"  # the client left before the end (nobody came back to a held run); the run was cancelled
+    )
+    CANCELLED = "cancelled"  # stopped on purpose (DELETE /runs/{id}) before the end
     ERROR = "error"  # the stream ended with `error` (its type: haystream_stream_errors_total)
     REJECTED = "rejected"  # refused at admission with a 503: every stream slot was taken
 
@@ -148,7 +151,7 @@ class ServiceMetrics:
             GCCollector(registry=registry)
 
     def run_ended(self, outcome: str, chunks: int, ttft: float | None, duration: float) -> None:
-        """Once per run, from `Run.close`; `outcome` is `completed`, `client_gone` or `error:<type>`."""
+        """Once per run, from `Run.close`; `outcome` is `completed`, `client_gone`, `cancelled` or `error:<type>`."""
         kind, _, error_type = outcome.partition(":")
         label = Outcome(kind)
         self._streams.labels(label).inc()

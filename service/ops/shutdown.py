@@ -19,9 +19,13 @@ SDK's wait between retries, see docs/failures.md) would hold the interpreter's e
 server installed (uvicorn's, in the main thread); without one (a server in another thread, an app
 under a test client) it stays out of the way and the app is stopped the ordinary way.
 
-Only SIGTERM drains. SIGINT (Ctrl+C) keeps uvicorn's quick stop, as gunicorn has it (TERM is
-graceful, INT is quick): it is what a developer at a terminal means, and hooking it would also
-catch the handler `asyncio.run` installs, outside any server.
+SIGINT (Ctrl+C) is the quick stop, as gunicorn has it (TERM is graceful, INT is quick): what a
+developer at a terminal means. It ends every stream at once, the same way as a drain whose grace is
+over (a retryable `shutting_down` error event, whole frames), logs one line, and goes on to the
+server's handler, which then finds only finished responses. Left to uvicorn alone, a stream's task
+was cancelled mid-write after `timeout_graceful_shutdown`, and logged as an ASGI application's
+failure with a 50-line `CancelledError` traceback. SIGINT is hooked only where SIGTERM is (a
+server is listening): `asyncio.run` installs a SIGINT handler of its own, outside any server.
 """
 
 import asyncio
@@ -42,6 +46,7 @@ logger = logging.getLogger("service.ops.shutdown")
 
 WRAP_UP = 0.5  # seconds for ended streams to send their error event and free their threads
 EXIT_MARGIN = 0.8  # the watchdog ends the process this long after the grace
+QUICK_STOP_LIMIT = 5.0  # after SIGINT: the server's own shutdown and the teardown, whatever is still blocked
 
 Handler = Callable[[int, FrameType | None], Any]
 
@@ -63,25 +68,41 @@ class Drain:
         logger.info("drained", extra={"active_streams": admission.active})
 
     def end_streams(self) -> None:
-        ended = self.state.admission.fail_all(ShuttingDown())
+        ended = self.stop_now()
         if ended:
             logger.warning("ending streams still running at shutdown", extra={"streams": ended})
+
+    def stop_now(self) -> int:
+        """No new runs, and every running one ended now; how many were."""
+        self.state.draining = True
+        return self.state.admission.fail_all(ShuttingDown())
 
 
 @contextlib.contextmanager
 def drain_on_signals(state: Serving, grace: float) -> Iterator[None]:
-    """While the app runs, SIGTERM drains it first, then goes on to the server's handler."""
-    server_handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if not callable(server_handler):  # SIG_DFL, or not the main thread: no server is listening for it
-        yield
-        return
-    handler = _SignalDrain(asyncio.get_running_loop(), Drain(state, grace), server_handler)
-    signal.signal(signal.SIGTERM, handler.on_signal)
+    """While the app runs, SIGTERM drains it and SIGINT stops it now, each then going on to the server's handler."""
+    hooks = _hooks(state, grace) if threading.current_thread() is threading.main_thread() else {}
+    for sig, hook in hooks.items():
+        signal.signal(sig, hook.on_signal)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, server_handler)
-        handler.stop()
+        for sig, hook in hooks.items():
+            signal.signal(sig, hook.server_handler)
+            hook.stop()
+
+
+def _hooks(state: Serving, grace: float) -> "dict[signal.Signals, _SignalDrain | _QuickStop]":
+    """None unless a server listens for SIGTERM (not SIG_DFL); SIGINT too if it has a handler of its own."""
+    term, interrupt = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    if not callable(term):
+        return {}
+    loop = asyncio.get_running_loop()
+    drain = Drain(state, grace)
+    hooks: dict[signal.Signals, _SignalDrain | _QuickStop] = {signal.SIGTERM: _SignalDrain(loop, drain, term)}
+    if callable(interrupt) and interrupt is not signal.default_int_handler:
+        hooks[signal.SIGINT] = _QuickStop(loop, drain, interrupt)
+    return hooks
 
 
 class _SignalDrain:
@@ -121,6 +142,31 @@ class _SignalDrain:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+
+class _QuickStop:
+    """SIGINT: end every stream now, say so in one line, hand over to the server. A second one goes
+    straight to the server (uvicorn's: exit without waiting)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, drain: Drain, server_handler: Handler) -> None:
+        self.loop = loop
+        self.drain = drain
+        self.server_handler = server_handler
+        self.stopping = False
+
+    def on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self.loop.call_soon_threadsafe(self._on_loop, sig, context=contextvars.Context())
+
+    def _on_loop(self, sig: int) -> None:
+        if not self.stopping:
+            self.stopping = True
+            ended = self.drain.stop_now()
+            logger.info("received %s: stopping now", signal.Signals(sig).name, extra={"streams_ended": ended})
+            _start_watchdog(QUICK_STOP_LIMIT, self.drain.state)
+        self.server_handler(sig, None)
+
+    def stop(self) -> None:
+        """Nothing of its own is left running."""
 
 
 def _start_watchdog(seconds: float, state: Serving) -> None:

@@ -93,7 +93,7 @@ class ChunkCollector:
                     return
                 if isinstance(item, Failed):
                     self.error = self._classify(item.error)
-                    yield Event("error", json.dumps(_error_data(self.error)))
+                    yield Event("error", json.dumps(error_data(self.error)))
                     return
         finally:
             self._timer.cancel()
@@ -123,7 +123,7 @@ class ChunkCollector:
         }
 
 
-def _error_data(error: RunError) -> dict[str, Any]:
+def error_data(error: RunError) -> dict[str, Any]:
     data: dict[str, Any] = {"type": error.type, "message": error.message, "retryable": error.retryable}
     if error.retry_after is not None:
         data["retry_after"] = error.retry_after

@@ -4,20 +4,24 @@ The run's `ChunkCollector` runs as a task of its own (one per run), writing ever
 run's `EventLog` (`service/streaming/event_log.py`); each HTTP response is a reader of that log. Readers come
 and go: when the last one leaves, a grace timer starts, and if nobody attaches before it fires
 the run is cancelled exactly as a disconnect cancels it (`Run.close`: no more chunks, the upstream
-socket shut down, the thread freed) and forgotten. A run also has a lifetime: past
-`max_duration` it ends with a `run_timeout` error event. `stop()` (DELETE /runs/{id}) ends it at
-once with a `cancelled` error event. Whatever ends it, the log's last frame is `end` or `error`.
+socket shut down, the thread freed) and forgotten. A run also has a lifetime (`Run`'s maximum
+duration): past it the log ends with a `run_timeout` error event, even when the answer is complete
+but held up behind readers that do not read. `stop()` (DELETE /runs/{id}) ends it at once with a
+`cancelled` error event. Whatever ends it, the log's last frame is `end` or `error`, and the run's
+outcome (`Run.stopped_by`) says the same as that frame.
 """
 
 import asyncio
 import json
 from collections.abc import Callable
 
-from service.errors import RunTooLong
-from service.streaming.collector import ChunkCollector
+from service.streaming.collector import ChunkCollector, error_data
 from service.streaming.event_log import EventLog
-from service.streaming.run import Run
+from service.streaming.run import CANCELLED, CLIENT_GONE, TIMED_OUT, Run
 from service.streaming.sse import Event
+
+_STOPPED = {"type": "cancelled", "message": "The run was stopped.", "retryable": False}
+_ABANDONED = {"type": "cancelled", "message": "The run was cancelled: nobody was reading it.", "retryable": False}
 
 
 class HeldRun:
@@ -30,7 +34,6 @@ class HeldRun:
         owner: bytes,
         idempotency_key: str | None,
         grace: float,
-        max_duration: float,
         on_end: Callable[["HeldRun"], None],
     ) -> None:
         self.run = run
@@ -42,12 +45,10 @@ class HeldRun:
         self.readers = 0
         self.abandoned = False  # cancelled because nobody came back: not resumable
         self._grace = grace
-        self._max_duration = max_duration
         self._on_end = on_end
-        self._end_message = "The run was cancelled: nobody was reading it."
         self._grace_timer: asyncio.TimerHandle | None = None
-        self._deadline: asyncio.TimerHandle | None = None
         self.writer: asyncio.Task[None] | None = None
+        run.on_timeout = self._too_long
 
     @property
     def ended(self) -> bool:
@@ -57,7 +58,8 @@ class HeldRun:
         """Start writing the run's events into its log; the grace runs until a reader attaches."""
         loop = asyncio.get_running_loop()
         self.writer = loop.create_task(self._write(), name=f"{self.id}:events")
-        self._deadline = loop.call_later(self._max_duration, self._too_long)
+        # Not in the writer's `finally`: a DELETE right after POST /runs cancels it before it first runs.
+        self.writer.add_done_callback(lambda _: self._ended())
         if self.readers == 0:
             self._start_grace()
 
@@ -75,8 +77,7 @@ class HeldRun:
     def stop(self) -> None:
         """End the run now, with a `cancelled` error event for whoever reads it."""
         if not self.log.closed:
-            self._end_message = "The run was stopped."
-            self._cancel()
+            self._cancel(CANCELLED)
 
     async def _write(self) -> None:
         log, collector = self.log, self.collector
@@ -91,17 +92,13 @@ class HeldRun:
                     await log.wait_for_room()  # readers are behind: hold the producer back
         finally:
             await events.aclose()
-            self._ended()
 
     def _ended(self) -> None:
         if self._grace_timer is not None:
             self._grace_timer.cancel()
-        if self._deadline is not None:
-            self._deadline.cancel()
         collector = self.collector
         if not collector.finished and collector.error is None:
-            data = {"type": "cancelled", "message": self._end_message, "retryable": False}
-            self.log.append(Event("error", json.dumps(data)))
+            self.log.append(Event("error", json.dumps(self._last_words())))
         self.log.close()
         self.run.close(collector)  # logs the run's outcome; cancels it if it did not end
         self._on_end(self)
@@ -116,16 +113,21 @@ class HeldRun:
         self._grace_timer = None
         if self.readers == 0 and not self.log.closed:
             self.abandoned = True
-            self._cancel()
+            self._cancel(CLIENT_GONE)
 
-    def _cancel(self) -> None:
-        self.run.cancel()  # at once, as a disconnect does; the writer's end logs it
+    def _cancel(self, reason: str) -> None:
+        self.run.cancel(reason)  # at once, as a disconnect does; the writer's end logs it
         if self.writer is not None:
             self.writer.cancel()
 
     def _too_long(self) -> None:
-        self._deadline = None
-        self.run.fail(RunTooLong())
-        if self.run.task is not None and self.run.task.done() and not self.log.closed:
-            self._end_message = "The run went on longer than the service allows."
-            self._cancel()  # the producer is done but the log is held up: end it here
+        """The run has failed itself with `run_timeout`; the writer may be held up behind readers that do
+        not read (or by nobody reading), with that error still unread in the queue: end the log here."""
+        if not self.log.closed:
+            self._cancel(TIMED_OUT)
+
+    def _last_words(self) -> dict[str, object]:
+        """The `error` event for a run stopped before its collector saw an end: what stopped it first."""
+        if self.run.failure is not None:  # its maximum duration, a shutdown: the event the collector would send
+            return error_data(self.run.failure)
+        return _STOPPED if self.run.stopped_by == CANCELLED else _ABANDONED

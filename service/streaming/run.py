@@ -14,7 +14,16 @@ from typing import Any
 
 from haystack import AsyncPipeline
 
-from service.errors import CapacityExceeded, RunCancelled, UpstreamIncomplete, chain
+from service.errors import (
+    CapacityExceeded,
+    ErrorType,
+    RunCancelled,
+    RunError,
+    RunTooLong,
+    UpstreamIncomplete,
+    chain,
+    classify,
+)
 from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
 from service.ops.metrics import ServiceMetrics
@@ -27,9 +36,17 @@ logger = logging.getLogger("service.streaming.run")
 
 PipelineFactory = Callable[[StreamBridge, RunTransport], AsyncPipeline]
 
+# Why a run that did not end by itself was stopped: its outcome, in the `run ended` log line and the metrics.
+CLIENT_GONE = "client_gone"  # its client left (or, for a held run, nobody came back within the grace)
+CANCELLED = "cancelled"  # stopped on purpose: DELETE /runs/{id}
+TIMED_OUT = f"error:{ErrorType.RUN_TIMEOUT}"  # past HAYSTREAM_RUN_MAX_DURATION
+
 
 class Run:
-    def __init__(self, admission: "Admission", queue_size: int) -> None:
+    """`max_duration`: past it the run fails with `run_timeout` (`RunTooLong`), whoever reads it, and
+    `on_timeout` is called (a held run ends its log there, even if nobody is reading it)."""
+
+    def __init__(self, admission: "Admission", queue_size: int, max_duration: float | None = None) -> None:
         self.id = "run_" + secrets.token_urlsafe(16)
         self.admission = admission
         # One batch in the queue and one in the bridge: at most 2 x queue_size chunks per stream.
@@ -41,15 +58,22 @@ class Run:
         self.started = asyncio.get_running_loop().time()
         self.task: asyncio.Task[None] | None = None
         self.outcome = "running"
+        self.stopped_by: str | None = None  # why it was stopped, when it was: CLIENT_GONE, CANCELLED, error:<type>
+        self.failure: RunError | None = None  # what `fail` ended it with, when that came first
+        self.on_timeout: Callable[[], None] | None = None
         self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
         self.trace: RunTrace = NO_TRACE  # its span, when tracing is on (service/ops/tracing.py)
+        self._max_duration = max_duration
+        self._deadline: asyncio.TimerHandle | None = None
 
     def start(self, factory: PipelineFactory, inputs: dict[str, Any]) -> None:
         """Build the run's pipeline and run it on `inputs`, the prompt builder's (the query and its context)."""
         pipeline = factory(self.bridge, self.transport)
         self.task = asyncio.get_running_loop().create_task(self._produce(pipeline, inputs), name=self.id)
         self.task.add_done_callback(lambda _: self.admission.release(self))
+        if self._max_duration is not None:
+            self._deadline = asyncio.get_running_loop().call_later(self._max_duration, self._too_long)
         logger.info("run started", extra={"run_id": self.id, "active": self.admission.active})
 
     async def _produce(self, pipeline: AsyncPipeline, inputs: dict[str, Any]) -> None:
@@ -79,13 +103,17 @@ class Run:
             return Failed(UpstreamIncomplete())
         return Finished(meta)
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = CLIENT_GONE) -> None:
         """Stop paying for this run: refuse more chunks, cut the upstream response, stop the producer.
 
+        `reason` becomes the outcome of a run that did not end by itself (the first reason given wins).
         While the pipeline runs, its task is left to end by itself (the thread unwinds at once), so the
         run keeps its slot until the thread is free; after that, the task is only handing over its last
         items, and is cancelled so it never waits on a queue nobody reads.
         """
+        if self.stopped_by is None:
+            self.stopped_by = reason
+        self._stop_deadline()
         self.bridge.cancel()
         self.transport.abort()
         if not self._generating and self.task is not None:
@@ -94,21 +122,39 @@ class Run:
             self.queue.get_nowait()
 
     def fail(self, error: Exception) -> None:
-        """End the stream now with `error` as its `error` event, and stop the work behind it."""
+        """End the stream now with `error` as its `error` event, and stop the work behind it.
+
+        It is also the run's outcome (`error:<type>`) if nothing stopped it before; a held run whose
+        log is held up behind its readers ends with the same event (`HeldRun`)."""
+        if self.stopped_by is None:
+            self.failure = classify(error)
+            self.stopped_by = f"error:{self.failure.type}"
         if self.task is not None and self.task.done():
             return  # the producer already ended the queue with its own outcome
         self.cancel()  # empties the queue, so the put below cannot find it full
         self.queue.put_nowait(Failed(error))
 
+    def _too_long(self) -> None:
+        self._deadline = None
+        self.fail(RunTooLong())
+        if self.on_timeout is not None:
+            self.on_timeout()
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def close(self, collector: ChunkCollector) -> None:
         """The response is over, however it ended; a run whose stream did not end is cancelled."""
+        self._stop_deadline()
         if collector.finished:
             self.outcome = "completed"
         elif collector.error is not None:
             self.outcome = f"error:{collector.error.type}"
         else:
-            self.outcome = "client_gone"
             self.cancel()
+            self.outcome = self.stopped_by or CLIENT_GONE
         duration = asyncio.get_running_loop().time() - self.started
         ttft = None if collector.first_chunk_at is None else collector.first_chunk_at - self.started
         logger.info(
@@ -123,19 +169,22 @@ class Run:
         )
         if self.admission.metrics is not None:
             self.admission.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
+        self.trace.end(self._outcome(collector, ttft, duration))
+
+    def _outcome(self, collector: ChunkCollector, ttft: float | None, duration: float) -> RunOutcome:
+        """How the run ended, for its span."""
         end = collector.end or {}
-        error_type = None if collector.error is None else str(collector.error.type)
-        outcome = RunOutcome(
+        error = collector.error or self.failure
+        return RunOutcome(
             self.outcome,
             collector.chunks,
             ttft,
             duration,
-            end.get("finish_reason"),
-            end.get("usage"),
-            error_type,
-            self.reply,
+            finish_reason=end.get("finish_reason"),
+            usage=end.get("usage"),
+            error_type=None if error is None else str(error.type),
+            reply=self.reply,
         )
-        self.trace.end(outcome)
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
@@ -150,8 +199,10 @@ class Admission:
         queue_size: int,
         metrics: ServiceMetrics | None = None,
         collector: IdleGC | None = None,
+        max_duration: float | None = None,
     ) -> None:
         self.max_streams = max_streams
+        self.max_duration = max_duration  # each run's (HAYSTREAM_RUN_MAX_DURATION); None: no limit
         self.upstream = upstream
         self.queue_size = queue_size
         self.metrics = metrics
@@ -170,7 +221,7 @@ class Admission:
             if self.metrics is not None:
                 self.metrics.rejected()
             raise CapacityExceeded
-        run = Run(self, self.queue_size)
+        run = Run(self, self.queue_size, self.max_duration)
         self.runs[run.id] = run
         if self.collector is not None:
             self.collector.busy()

@@ -135,10 +135,14 @@ class HTTP11Transport(httpx.BaseTransport):
             return _ViaProxy(proxy, timeout)
         return http.client.HTTPConnection(host, port, timeout=timeout)
 
+    def prepare_tls(self) -> None:
+        """Make the TLS context now (the lifespan's warm-up), not on the first https request."""
+        self._ssl_context()
+
     def _ssl_context(self) -> ssl.SSLContext:
         with self._lock:
             if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()  # made on first use: loading the roots takes ~20 ms
+                self._ssl = httpx.create_ssl_context()  # loading the roots takes ~20 ms
             return self._ssl
 
     def _give_back(self, origin: Origin, connection: http.client.HTTPConnection | None) -> None:

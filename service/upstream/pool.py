@@ -43,6 +43,9 @@ class UpstreamPool:
     def transport_for_run(self) -> "RunTransport":
         return RunTransport(self._transport, self._count)
 
+    def prepare_tls(self) -> None:
+        self._transport.prepare_tls()
+
     def close(self) -> None:
         self._transport.close()
 

@@ -12,7 +12,7 @@ import bench.transport
 
 def test_the_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "ttft1", "throughput", "disconnect"]
+    command = [sys.executable, "-m", "bench.run", "--quick", "--only", "ttft1", "throughput", "disconnect", "cold"]
     subprocess.run([*command, "--json", str(out)], check=True, capture_output=True, timeout=300)
     results = json.loads(out.read_text())
     assert results["ttft1"]["service"]["errors"] == 0
@@ -23,6 +23,9 @@ def test_the_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
     disconnect = results["disconnect"]
     assert disconnect["upstream_closed"] == disconnect["clients"]
     assert disconnect["upstream_completed"] == 0
+    cold = results["cold"]
+    assert len(cold["first_ttft_ms"]) == cold["starts"]
+    assert cold["first_to_later_ratio"] > 0
 
 
 def test_the_hand_off_comparison_runs() -> None:

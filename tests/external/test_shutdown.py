@@ -75,6 +75,7 @@ def assert_refused_while_draining(url: str) -> None:
         "type": "shutting_down",
         "message": "The service is shutting down; retry shortly.",
         "retryable": True,
+        "errors": [],
     }
 
 
@@ -130,7 +131,7 @@ def test_the_draining_503_has_the_capacity_503s_shape(
         draining = service.client.post("/chat", json=body())
     assert full.status_code == draining.status_code == 503
     assert full.headers["retry-after"] == draining.headers["retry-after"] == "7"
-    assert full.json().keys() == draining.json().keys() == {"type", "message", "retryable"}
+    assert full.json().keys() == draining.json().keys() == {"type", "message", "retryable", "errors"}
     assert (full.json()["type"], draining.json()["type"]) == ("at_capacity", "shutting_down")
     assert full.json()["retryable"] is draining.json()["retryable"] is True
 

@@ -88,7 +88,7 @@ _json = {"content-type": "application/json"}
 
 async def test_unknown_route_is_404_in_the_error_shape(asgi_client: httpx.AsyncClient) -> None:
     response = await asgi_client.get("/nope")
-    assert response.status_code == 404 and response.json()["type"] == "http_error"
+    assert response.status_code == 404 and response.json()["type"] == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -114,13 +114,14 @@ async def test_more_invalid_fields_are_422(asgi_client: httpx.AsyncClient, body:
         b'{"query": "hi", "api_key": "' + KEY.encode() + b'",}',
         b'{"query": "\xc3\x28", "api_key": "k"}',  # an invalid UTF-8 sequence
         b"{'query': 'hi'}",
+        b"",  # empty: not JSON either
     ],
 )
 async def test_bodies_that_are_not_json_are_400(asgi_client: httpx.AsyncClient, content: bytes) -> None:
     assert_refused(await post(asgi_client, content=content, headers=_json), 400, "body")
 
 
-@pytest.mark.parametrize("content", [b"", b"null", b"42", b'"query"'])
+@pytest.mark.parametrize("content", [b"null", b"42", b'"query"', b"[]"])
 async def test_bodies_that_are_not_an_object_are_422(asgi_client: httpx.AsyncClient, content: bytes) -> None:
     assert_refused(await post(asgi_client, content=content, headers=_json), 422, "body")
 

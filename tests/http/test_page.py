@@ -53,7 +53,7 @@ async def test_unknown_static_files_are_404_in_the_error_shape(asgi_client: http
         response = await asgi_client.get(path)
         assert response.status_code == 404, path
         body = response.json()
-        assert body["type"] == "http_error" and body["retryable"] is False, path
+        assert body["type"] == "not_found" and body["retryable"] is False, path
 
 
 async def test_the_page_is_not_part_of_the_api_schema(asgi_client: httpx.AsyncClient) -> None:

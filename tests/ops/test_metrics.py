@@ -74,7 +74,7 @@ def test_metrics_count_a_completed_run_an_error_a_client_gone_run_and_a_503(
     wait_until(lambda: len(ended()) == 3, message="three runs to end")
     samples = scrape(service.client)
     streams = {outcome: value(samples, "haystream_streams_total", outcome=outcome) for outcome in Outcome}
-    assert streams == {"completed": 1, "client_gone": 1, "error": 1, "rejected": 1}
+    assert streams == {"completed": 1, "client_gone": 1, "cancelled": 0, "error": 1, "rejected": 1}
     errors = {t: value(samples, "haystream_stream_errors_total", type=t) for t in ErrorType}
     assert errors == {t: (1 if t == ErrorType.UPSTREAM_UNAVAILABLE else 0) for t in ErrorType}
     chunks = sum(r.chunks for r in ended())  # type: ignore[attr-defined]

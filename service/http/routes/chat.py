@@ -22,7 +22,11 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "A field is missing, of the wrong type or out of bounds."},
     429: {"model": ErrorBody, "description": "JSON answers only: the upstream is rate limiting."},
     502: {"model": ErrorBody, "description": "JSON answers only: the upstream failed or refused."},
-    504: {"model": ErrorBody, "description": "JSON answers only: the upstream timed out."},
+    504: {
+        "model": ErrorBody,
+        "description": "JSON answers only: the upstream timed out (`upstream_timeout`), or the answer took longer "
+        "than HAYSTREAM_RUN_MAX_DURATION (`run_timeout`).",
+    },
     410: {
         "model": ErrorBody,
         "description": "Last-Event-ID names a run no longer held (`run_expired`), or events no longer held "

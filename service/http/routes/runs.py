@@ -1,5 +1,6 @@
 """The runs API: start a run (`POST /runs`), read it as SSE from any point (`GET /runs/{id}/events`,
-readable by a browser's native `EventSource`), and stop it (`DELETE /runs/{id}`).
+readable by a browser's native `EventSource`), and stop it (`DELETE /runs/{id}`: a running run is
+stopped, and stays readable for the retention; one that has ended is forgotten; 204 either way).
 
 The run id is the capability to read or stop a run: it is unguessable (128 random bits) and the
 API key never travels in a URL. See `service/streaming/held_run.py` for how long a run is kept.
@@ -61,5 +62,7 @@ async def run_events(run_id: str, serving: ServingDep, last_event_id: LastEventI
 
 @router.delete("/runs/{run_id}", status_code=204, responses=_NOT_FOUND)
 async def stop_run(run_id: str, serving: ServingDep) -> Response:
+    """Stop a running run (its readers get a `cancelled` event, and it stays readable for the
+    retention), or forget one that has ended, however it ended."""
     serving.stop(run_id)
     return Response(status_code=204)
