@@ -87,7 +87,7 @@ async def _no_conversation(request: Request, __: ConversationNotFound) -> JSONRe
 
 
 async def _unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
-    message = f"The model '{str(error)[:200]}' does not exist; GET /v1/models lists the models."
+    message = "No such model; GET /v1/models lists the models."  # not echoed: a misplaced key must not come back
     return _refuse(request, 404, "model_not_found", message, errors=[{"field": "model", "message": "unknown"}])
 
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
@@ -162,3 +163,17 @@ def test_the_otlp_exporter_reads_its_own_variables(monkeypatch: pytest.MonkeyPat
     processor = tracing.provider._active_span_processor._span_processors[0]
     assert processor._batch_processor._exporter._endpoint == "http://127.0.0.1:1/v1/traces"  # type: ignore[attr-defined]
     tracing.provider.shutdown()
+
+
+async def test_a_failed_run_is_an_error_span_with_its_type(
+    traced: Client, exporter: InMemorySpanExporter, upstream_server: DemoModelServer
+) -> None:
+    upstream_server.behaviour = Behaviour(fault="http_429")
+    async with traced() as client:
+        body = {"model": "haystream-chat", "messages": [{"role": "user", "content": QUESTION}], "stream": True}
+        response = await client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {KEY}"})
+    assert response.status_code == 429
+    (run,) = by_name(exporter)["chat demo"]
+    assert run.status.status_code is StatusCode.ERROR
+    assert dict(run.attributes or {})["error.type"] == "rate_limited"
+    assert KEY not in everything(exporter)
