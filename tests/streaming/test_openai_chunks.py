@@ -6,7 +6,7 @@ import pytest
 
 from service.streaming.event_log import EventLog
 from service.streaming.openai_chunks import OpenAIChunks, completion, run_error_object
-from service.streaming.sse import Event
+from service.streaming.sse import Event, json_string
 from tests.support.sse import parse_sse
 
 CHUNKS = OpenAIChunks("chatcmpl-abc", "haystream-chat", 1_700_000_000, include_usage=True)
@@ -30,9 +30,14 @@ def test_the_first_chunk_carries_the_role_and_every_chunk_the_same_completion_id
         assert chunk["model"] == "haystream-chat" and chunk["created"] == 1_700_000_000
 
 
-@pytest.mark.parametrize("text", ["plain", 'quote " and \\ backslash', "line\nbreak\r\n", "naïve ☃ 🚀", ""])
+@pytest.mark.parametrize(
+    "text", ["plain", 'quote " and \\ backslash', "line\nbreak\r\n", "naïve ☃ 🚀", "", "sep\u2028ara\u2029tors\x85"]
+)
 def test_the_text_reaches_the_delta_unchanged(text: str) -> None:
-    (chunk,) = frames(Event("data", json.dumps(text, ensure_ascii=False)))
+    """The collector's JSON (`json_string`) goes into the chunk as it is: one `data:` line, the same text."""
+    raw = CHUNKS(Event("data", json_string(text)), "run_abc:1")
+    assert raw.count(b"\n") == 3 and "\u2028".encode() not in raw
+    (chunk,) = frames(Event("data", json_string(text)))
     assert isinstance(chunk, dict)
     assert chunk["choices"][0]["delta"]["content"] == text  # type: ignore[index]
 
