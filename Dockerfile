@@ -13,10 +13,11 @@ WORKDIR /src
 # into it from outside (--python), and the build backend (pinned in pyproject.toml) lives only in
 # pip's isolated build environment. So the copied /opt/venv holds what the service runs, nothing else.
 # Dependencies first, in their own layer: editing the source (or the README) does not reinstall them.
+# With the `otel` extra, so -e OTEL_EXPORTER_OTLP_ENDPOINT=... turns tracing on (docs/tracing.md).
 COPY pyproject.toml constraints.txt ./
 RUN python -m venv --without-pip /opt/venv \
-    && python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-       > requirements.txt \
+    && python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print(*p['dependencies'], *p['optional-dependencies']['otel'], sep='\n')" > requirements.txt \
     && pip --python /opt/venv/bin/python install -c constraints.txt -r requirements.txt
 COPY README.md ./
 COPY pipelines ./pipelines

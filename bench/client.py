@@ -2,7 +2,8 @@
 
 Raw asyncio streams and a minimal HTTP/1.1 chunked reader: httpx costs tens of microseconds per
 event, which at 10,000 tokens/s would be the client's own ceiling. It speaks to both ends of the
-comparison: the service (`event: data` + JSON string) and the upstream alone (OpenAI chunks).
+comparison: the service (`event: data` + JSON string) and the upstream alone (OpenAI chunks; also
+what the service's /v1/chat/completions sends).
 Times are `time.perf_counter()` seconds from just before the request is written.
 """
 
@@ -117,6 +118,8 @@ def _parse_service(frame: bytes) -> tuple[str, str | None]:
 
 
 def _parse_upstream(frame: bytes) -> tuple[str, str | None]:
+    if frame.startswith(b"id: "):  # the service's /v1/chat/completions: OpenAI's chunks, each with an SSE id
+        frame = frame.partition(b"\n")[2]
     if not frame.startswith(b"data: "):
         return "", None
     data = frame[6:]

@@ -22,12 +22,14 @@ from service.answering.warmup import warm_up
 from service.http.errors import add_error_handlers
 from service.http.middleware.body_limit import BodyLimit
 from service.http.middleware.capacity import ShedLoad
-from service.http.routes import chat, conversations, health, metrics, page, runs
+from service.http.routes import chat, conversations, health, metrics, openai, page, runs
+from service.http.tracing import instrument
 from service.ops.gc_policy import IdleGC, settle_heap
 from service.ops.logs import configure_logging
 from service.ops.loop_lag import LoopLag
 from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
+from service.ops.tracing import Tracing
 from service.serving import Serving
 from service.settings import Settings
 from service.store.runs import MemoryRunStore
@@ -50,9 +52,11 @@ CORS_EXPOSE = ["location", "retry-after"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 
-def create_app(settings: Settings) -> FastAPI:
-    app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings))
-    for module in (chat, conversations, runs, health, metrics, page):
+def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
+    """`tracing`: from the OTEL_* environment unless given (tests give one with an in-memory exporter)."""
+    tracing = tracing if tracing is not None else Tracing.from_env(trace_content=settings.trace_content)
+    app = FastAPI(title="haystream", version="0.1.0", lifespan=_lifespan(settings, tracing))
+    for module in (chat, openai, conversations, runs, health, metrics, page):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ShedLoad)  # outside the body limit: a refused request's body is never read
@@ -67,10 +71,11 @@ def create_app(settings: Settings) -> FastAPI:
             max_age=CORS_MAX_AGE,
         )
     add_error_handlers(app)
+    instrument(app, tracing)  # outermost: the request span covers the middleware's refusals too
     return app
 
 
-def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -98,7 +103,8 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             upstream.prepare_tls()
         await warm_up(answers)  # before the service says it is ready: a first request as fast as the next
         store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
-        serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters)
+        serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters, tracing=tracing)
+        tracing.start()
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
             with drain_on_signals(serving, settings.shutdown_grace):
@@ -115,6 +121,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             answers.conversations.clear()
             meters.close()
             lag.stop()
+            tracing.shutdown()
 
     return lifespan
 

@@ -62,6 +62,14 @@ class ConversationNotFound(Exception):
     """No conversation has this id: never had, deleted, or evicted (the same answer for each)."""
 
 
+class UnknownModel(Exception):
+    """/v1/chat/completions named a model that is not one of /v1/models'."""
+
+
+class Unauthenticated(Exception):
+    """No usable `Authorization: Bearer <key>` where the key must come that way (/v1)."""
+
+
 class RunExpired(Exception):
     """A `Last-Event-ID` names a run that is no longer held (or is not the caller's)."""
 

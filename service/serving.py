@@ -7,33 +7,45 @@ domain error (`service/errors.py`) that the edge maps to a status code in one pl
 """
 
 import hashlib
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from service.answering.answers import Context, check_pipeline, prepare
+from service.answering.answers import Context, available, check_pipeline, prepare
 from service.errors import (
     CapacityExceeded,
     ConversationNotFound,
     InvalidRequest,
     ReplayUnavailable,
+    RunError,
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    UnknownModel,
     classify,
 )
 from service.ops.logs import current_run_id
 from service.ops.metrics import ServiceMetrics
+from service.ops.tracing import RunOutcome, RunTrace, Tracing
 from service.settings import Settings
 from service.store.runs import RunStore
 from service.streaming.collector import ChunkCollector, StreamItem
 from service.streaming.event_log import EventLog
 from service.streaming.held_run import HeldRun
 from service.streaming.run import Admission, Run
+from service.streaming.sse import EVENTS, Encoder
 from service.streaming.threads import WorkerThreads
 
 DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
+MODEL_PREFIX = "haystream-"  # /v1/models names each pipeline as a model: haystream-chat, haystream-documents
+
+# A run's wire format, given its id (OpenAI's chunks carry a completion id made from it).
+EncoderFor = Callable[[str], Encoder]
+
+
+def named_events(_: str) -> Encoder:
+    return EVENTS
 
 
 @dataclass(frozen=True)
@@ -44,19 +56,37 @@ class Ask:
     query: str
     pipeline: str = "chat"
     conversation_id: str | None = None
+    # The turns before the query, when the client sends them (/v1/chat/completions) instead of a conversation id.
+    history: tuple[Mapping[str, str], ...] | None = None
+    # Per-request generation options (temperature, max_completion_tokens, user, ...) over the settings' own.
+    generation: Mapping[str, object] | None = None
 
     @property
     def owner(self) -> bytes:
         return owner_of(self.api_key)
 
 
+def _nothing_yet() -> RunError | None:
+    return None
+
+
+def _already() -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class Reader:
-    """A reader attached to a held run: its SSE frames, and what to call once the response is over."""
+    """A reader attached to a held run: its SSE frames, and what to call once the response is over.
+
+    `opened` says whether the run has logged more than its `metadata` (or has ended), and
+    `failed_early` gives the run's error if it failed before its first text: a response that has
+    not started yet can then answer with an HTTP status instead (/v1/chat/completions does)."""
 
     run_id: str
     frames: AsyncGenerator[bytes, None]
     on_close: Callable[[], None]
+    opened: Callable[[], bool] = _already
+    failed_early: Callable[[], RunError | None] = _nothing_yet
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,7 @@ class Serving:
     runs: RunStore
     metrics: ServiceMetrics
     draining: bool = False  # set by the shutdown drain (service/ops/shutdown.py): no new runs, readyz 503
+    tracing: Tracing = field(default_factory=Tracing)  # off unless the OTEL_* environment turns it on
 
     def refuse_if_full(self) -> None:
         """Raise `CapacityExceeded` if a new run would be refused now: the edge asks this before any
@@ -102,9 +133,20 @@ class Serving:
         run, collector = await self._admit(ask)
         return Answering(run.id, collector.events(), partial(run.close, collector))
 
-    async def stream(self, ask: Ask, *, idempotency_key: str | None, grace: float) -> Reader:
+    def models(self) -> list[str]:
+        """The pipelines, named as /v1/models lists them."""
+        return [MODEL_PREFIX + name for name in available(self.answers)]
+
+    def pipeline_for(self, model: str) -> str:
+        if model not in self.models():
+            raise UnknownModel(model)
+        return model.removeprefix(MODEL_PREFIX)
+
+    async def stream(
+        self, ask: Ask, *, idempotency_key: str | None, grace: float, encoder: EncoderFor = named_events
+    ) -> Reader:
         """Start a held run with its first reader attached (so its grace does not start)."""
-        held = await self._hold(ask, idempotency_key, grace)
+        held = await self._hold(ask, idempotency_key, grace, encoder)
         reader = self.read(held, None)
         held.start()
         assert reader is not None  # a run just started has every event still to come
@@ -112,20 +154,25 @@ class Serving:
 
     async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[HeldRun, bool]:
         """The Idempotency-Key's run if there is one (False), else a new held run, started (True)."""
-        if idempotency_key is not None and (held := self.runs.find(ask.owner, idempotency_key)) is not None:
+        if idempotency_key is not None and (held := self.find(ask, idempotency_key)) is not None:
             return held, False
-        held = await self._hold(ask, idempotency_key, self.settings.resume_grace)
+        held = await self._hold(ask, idempotency_key, self.settings.resume_grace, named_events)
         held.start()
         return held, True
 
-    def find(self, ask: Ask, idempotency_key: str) -> HeldRun | None:
-        return self.runs.find(ask.owner, idempotency_key)
+    def find(self, ask: Ask, idempotency_key: str, wire: str = EVENTS.wire) -> HeldRun | None:
+        held = self.runs.find(ask.owner, idempotency_key)
+        if held is not None and held.log.encoder.wire != wire:
+            raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
+        return held
 
-    def resume(self, ask: Ask, last_event_id: str) -> Reader | None:
+    def resume(self, ask: Ask, last_event_id: str, wire: str = EVENTS.wire) -> Reader | None:
         """Read the caller's run that `last_event_id` belongs to, after that event."""
         held = self.runs.get(last_event_id.rpartition(":")[0])
         if held is None or held.owner != ask.owner:
             raise RunExpired
+        if held.log.encoder.wire != wire:
+            raise InvalidRequest("last-event-id", "belongs to a run started on another endpoint")
         return self.read(held, last_event_id)
 
     def get(self, run_id: str) -> HeldRun:
@@ -165,10 +212,25 @@ class Serving:
         if log.closed and position >= log.next_seq:
             return None
         current_run_id.set(held.id)
+        resumed = held.writer is not None  # not the reader a new run starts with
+        end_read = held.run.trace.read(held.id) if resumed else None
         held.attach()
-        return Reader(held.id, log.frames(position), held.detach)
+        collector = held.collector
 
-    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float) -> HeldRun:
+        def on_close() -> None:
+            held.detach()
+            if end_read is not None:
+                end_read()
+
+        return Reader(
+            held.id,
+            log.frames(position),
+            on_close,
+            opened=lambda: log.next_seq > 1 or log.closed,
+            failed_early=lambda: collector.error if collector.chunks == 0 else None,
+        )
+
+    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float, encoder: EncoderFor) -> HeldRun:
         if not self.draining:  # (_admit refuses a draining service)
             self.runs.make_room()
         run, collector = await self._admit(ask)
@@ -178,6 +240,7 @@ class Serving:
             max_events=settings.replay_max_events,
             max_bytes=settings.replay_max_bytes,
             window=settings.queue_size,
+            encoder=encoder(run.id),
         )
         held = HeldRun(
             run,
@@ -200,11 +263,22 @@ class Serving:
             raise ShuttingDown
         run = self.admission.admit()
         current_run_id.set(run.id)
+        run.trace = self._trace(run, ask)
         try:
-            answer = await prepare(self.answers, ask.api_key, ask.query, ask.pipeline, ask.conversation_id)
-            run.start(answer.factory, answer.inputs)
+            with run.trace.current():  # the run's span is the parent of Haystack's
+                answer = await prepare(
+                    self.answers,
+                    ask.api_key,
+                    ask.query,
+                    ask.pipeline,
+                    ask.conversation_id,
+                    history=ask.history,
+                    generation=ask.generation,
+                )
+                run.start(answer.factory, answer.inputs)
         except BaseException:
             self.admission.release(run)
+            run.trace.end(RunOutcome("not_started", 0, None, 0.0, error_type="not_started"))
             raise
         metadata: dict[str, Any] = {"run_id": run.id, "model": self.settings.model} | answer.metadata
         if self.settings.demo:
@@ -217,3 +291,16 @@ class Serving:
             on_finished=partial(answer.finished, run),
         )
         return run, collector
+
+    def _trace(self, run: Run, ask: Ask) -> RunTrace:
+        settings = self.settings
+        options = settings.generation_kwargs() | dict(ask.generation or {})
+        return self.tracing.start_run(
+            run.id,
+            model=settings.model,
+            pipeline=ask.pipeline,
+            base_url=settings.base_url,
+            query=ask.query,
+            temperature=options.get("temperature"),
+            max_tokens=options.get("max_completion_tokens"),
+        )

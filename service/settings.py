@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         default=20.0, description="Seconds running streams may take to finish after SIGTERM."
     )
 
+    # OpenTelemetry (service/ops/tracing.py): on with the standard OTEL_* variables; never content unless this.
+    trace_content: bool = Field(
+        default=False, description="Put questions and answers in spans (gen_ai.input/output.messages, Haystack's)."
+    )
+
     log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$", description="Log level.")
     log_format: Literal["text", "json"] = Field(
         default="text",

@@ -6,7 +6,7 @@ call `Answer.finish` when the response is over.
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,10 +69,22 @@ def check_pipeline(context: Context, name: str) -> None:
     raise InvalidRequest("pipeline", f"must be one of: {', '.join(names)}")
 
 
-async def prepare(context: Context, api_key: str, query: str, pipeline: str, conversation_id: str | None) -> Answer:
+async def prepare(
+    context: Context,
+    api_key: str,
+    query: str,
+    pipeline: str,
+    conversation_id: str | None,
+    *,
+    history: Sequence[Mapping[str, str]] | None = None,
+    generation: Mapping[str, object] | None = None,
+) -> Answer:
+    """`history`, when given, is the turns before the query as the client sent them (/v1/chat/completions);
+    else they come from the conversation `conversation_id` names. `generation` is per-request options."""
     settings = context.settings
     conversation = context.conversations.open(conversation_id) if conversation_id is not None else None
-    history = conversation.history if conversation is not None else []
+    if history is None:
+        history = conversation.history if conversation is not None else []
     metadata: dict[str, Any] = {}
     if conversation is not None:
         metadata.update(conversation_id=conversation.id, history_turns=conversation.turns)
@@ -83,7 +95,7 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
             {"query": query},
             metadata | {"guarded": True},  # no conversation given: a refusal joins none
         )
-    options = upstream_options(settings, api_key)
+    options = upstream_options(settings, api_key, generation or {})
     inputs: dict[str, Any] = {"query": query, "history": [dict(turn) for turn in history]}
     if pipeline == "documents":
         assert context.documents is not None  # check_pipeline refused the request otherwise
@@ -98,14 +110,17 @@ async def prepare(context: Context, api_key: str, query: str, pipeline: str, con
     return Answer(factory, inputs, metadata, query, conversation, context.conversations)
 
 
-def upstream_options(settings: Settings, api_key: str) -> UpstreamOptions:
+def upstream_options(
+    settings: Settings, api_key: str, generation: Mapping[str, object] | None = None
+) -> UpstreamOptions:
+    """`generation`: the request's own options (/v1/chat/completions), over the settings' own."""
     return UpstreamOptions(
         api_key=api_key,
         model=settings.model,
         base_url=settings.base_url,
         timeout=settings.upstream_timeout,
         max_retries=settings.upstream_max_retries,
-        generation_kwargs=settings.generation_kwargs(),
+        generation_kwargs=settings.generation_kwargs() | dict(generation or {}),
         validate_chunks=settings.validate_chunks,
     )
 

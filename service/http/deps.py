@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from service.http.openai_schemas import bearer_key
 from service.serving import Serving
 
 MAX_IDEMPOTENCY_KEY_CHARS = 200
@@ -16,7 +17,15 @@ async def get_serving(request: Request) -> Serving:
     return serving
 
 
+async def get_bearer_key(
+    authorization: Annotated[str | None, Header(description="`Bearer <key>`: the caller's upstream key.")] = None,
+) -> str:
+    """A dependency, so a request without a key is refused (401) before its body is read."""
+    return bearer_key(authorization)
+
+
 ServingDep = Annotated[Serving, Depends(get_serving)]
+BearerKey = Annotated[str, Depends(get_bearer_key)]
 
 Authorization = Annotated[str | None, Header(description="`Bearer <key>`, if the body has no api_key.")]
 IdempotencyKey = Annotated[

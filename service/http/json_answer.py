@@ -12,6 +12,11 @@ not this request, failed; even `upstream_auth`, since a 401 would say the caller
 authenticate to this service), except `upstream_timeout` and `run_timeout` (504: the service's
 maximum duration, HAYSTREAM_RUN_MAX_DURATION, bounds a JSON answer as it bounds a stream) and `rate_limited` (429, with
 `Retry-After` when the upstream said how long); `shutting_down` is a 503 and `internal` a 500.
+
+`OpenAICompletionResponse` is the same response for /v1/chat/completions: one `chat.completion`,
+or OpenAI's error body with the same statuses, except `upstream_auth`, a 401 there: on /v1 the bearer
+is the upstream key itself, so the upstream refusing it is the caller failing to authenticate, and
+OpenAI's SDKs raise `AuthenticationError` for it as they would against OpenAI.
 """
 
 import asyncio
@@ -25,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from service.errors import ErrorType
 from service.http.responses import until_disconnected
 from service.streaming.collector import StreamItem
+from service.streaming.openai_chunks import completion, run_error_object
 
 STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.UPSTREAM_AUTH: 502,
@@ -37,6 +43,7 @@ STATUS_FOR_ERROR: dict[str, int] = {
     ErrorType.SHUTTING_DOWN: 503,
     ErrorType.INTERNAL: 500,
 }
+OPENAI_STATUS_FOR_ERROR: dict[str, int] = STATUS_FOR_ERROR | {ErrorType.UPSTREAM_AUTH: 401}
 
 
 class JSONAnswerResponse(Response):
@@ -59,29 +66,60 @@ class JSONAnswerResponse(Response):
             await collector.result()(scope, receive, send)
 
     async def _collect(self) -> JSONResponse:
-        answer: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
         texts: list[str] = []
         async for item in self.events:
             if item is None:
                 continue  # a keep-alive: nothing to send to a client that waits for the whole answer
             data = json.loads(item.data)
             if item.name == "metadata":
-                answer.update(data)
+                metadata.update(data)
             elif item.name == "data":
                 texts.append(data)
             elif item.name == "end":
-                answer.update(answer="".join(texts), finish_reason=data["finish_reason"], usage=data["usage"])
-                answer["model"] = data["model"] or answer.get("model")  # the upstream's, when it named one
-                return JSONResponse(answer)
+                return self._answer(metadata, "".join(texts), data)
             elif item.name == "error":
-                return self._failure(data | {"run_id": answer.get("run_id")})
+                return self._failure(data, metadata)
         raise RuntimeError("the run's events ended without `end` or `error`")
 
-    def _failure(self, error: dict[str, Any]) -> JSONResponse:
+    def _answer(self, metadata: dict[str, Any], text: str, end: dict[str, Any]) -> JSONResponse:
+        answer = metadata | {"answer": text, "finish_reason": end["finish_reason"], "usage": end["usage"]}
+        answer["model"] = end.get("model") or metadata.get("model")  # the upstream's, when it named one
+        return JSONResponse(answer)
+
+    def _failure(self, error: dict[str, Any], metadata: dict[str, Any]) -> JSONResponse:
         status = STATUS_FOR_ERROR.get(error["type"], 500)
+        return JSONResponse(
+            error | {"run_id": metadata.get("run_id")}, status, headers=self._retry_headers(error, status)
+        )
+
+    def _retry_headers(self, error: dict[str, Any], status: int) -> dict[str, str]:
         headers: dict[str, str] = {}
         if error.get("retry_after") is not None:
             headers["Retry-After"] = str(max(1, round(error["retry_after"])))
         elif status == 503:
             headers["Retry-After"] = str(self.retry_after)
-        return JSONResponse(error, status, headers=headers)
+        return headers
+
+
+class OpenAICompletionResponse(JSONAnswerResponse):
+    def __init__(
+        self,
+        events: AsyncGenerator[StreamItem, None],
+        on_close: Callable[[], None],
+        retry_after: int,
+        *,
+        model: str,
+        created: int,
+    ) -> None:
+        super().__init__(events, on_close, retry_after)
+        self.model = model
+        self.created = created
+
+    def _answer(self, metadata: dict[str, Any], text: str, end: dict[str, Any]) -> JSONResponse:
+        run_id = str(metadata.get("run_id", ""))
+        return JSONResponse(completion(run_id, self.model, self.created, text, end["finish_reason"], end["usage"]))
+
+    def _failure(self, error: dict[str, Any], metadata: dict[str, Any]) -> JSONResponse:
+        status = OPENAI_STATUS_FOR_ERROR.get(error["type"], 500)
+        return JSONResponse(run_error_object(error), status, headers=self._retry_headers(error, status))

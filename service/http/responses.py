@@ -57,6 +57,9 @@ class EventStreamResponse(Response):
 
     async def _stream(self, send: Send, progress: SendWatchdog) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await self._send_body(send, progress)
+
+    async def _send_body(self, send: Send, progress: SendWatchdog) -> None:
         async for chunk in self.body_iterator:
             progress.sending = True
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -66,6 +66,7 @@ class ChunkCollector:
         self.first_chunk_at: float | None = None
         self.error: RunError | None = None
         self.finished = False
+        self.end: dict[str, Any] | None = None  # the `end` event's data, once sent
 
     async def events(self) -> AsyncGenerator[StreamItem, None]:
         loop = asyncio.get_running_loop()
@@ -87,7 +88,8 @@ class ChunkCollector:
                     self.finished = True
                     if self._on_finished is not None:
                         self._on_finished()
-                    yield Event("end", json.dumps(self._end_data(item.meta)))
+                    self.end = self._end_data(item.meta)
+                    yield Event("end", json.dumps(self.end))
                     return
                 if isinstance(item, Failed):
                     self.error = self._classify(item.error)

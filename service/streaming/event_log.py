@@ -17,6 +17,9 @@ furthest reader, so the upstream goes at the pace of the fastest reader, as it d
 response read the queue itself; with no reader attached it stops `window` frames ahead of the
 last one (or of the start), holding the upstream until someone reads or the run is cancelled.
 
+Frames are encoded by the run's `Encoder` (`service/streaming/sse.py`), chosen when the run starts:
+the service's named events by default, OpenAI's chunks for /v1/chat/completions.
+
 Keep-alives are never stored: `keepalive()` wakes the readers that are waiting, and each sends
 its own comment.
 """
@@ -25,28 +28,28 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 
-from service.streaming.sse import KEEPALIVE_FRAME, Event, encode
+from service.streaming.sse import EVENTS, KEEPALIVE_FRAME, Encoder, Event
 
 _COMPACT_AT = 1024  # dropped frames are deleted from the list's head in batches, not one by one
 
 
-_REPLAY_UNAVAILABLE = encode(
-    Event(
-        "error",
-        json.dumps(
-            {
-                "type": "replay_unavailable",
-                "message": "This reader fell behind further than the run's events are held.",
-                "retryable": False,
-            }
-        ),
-    )
+REPLAY_UNAVAILABLE = Event(
+    "error",
+    json.dumps(
+        {
+            "type": "replay_unavailable",
+            "message": "This reader fell behind further than the run's events are held.",
+            "retryable": False,
+        }
+    ),
 )
 
 
 class EventLog:
-    def __init__(self, run_id: str, *, max_events: int, max_bytes: int, window: int) -> None:
+    def __init__(self, run_id: str, *, max_events: int, max_bytes: int, window: int, encoder: Encoder = EVENTS) -> None:
         self._prefix = f"{run_id}:"
+        self.encoder = encoder
+        self._replay_unavailable = encoder(REPLAY_UNAVAILABLE, None)
         self._max_events = max_events
         self._max_bytes = max_bytes
         self.window = window
@@ -63,7 +66,7 @@ class EventLog:
     # Writing (the run's collector task).
 
     def append(self, event: Event) -> None:
-        frame = encode(Event(event.name, event.data, self._prefix + str(self.next_seq)))
+        frame = self.encoder(event, self._prefix + str(self.next_seq))
         self._frames.append(frame)
         self.next_seq += 1
         self._bytes += len(frame)
@@ -109,7 +112,7 @@ class EventLog:
         while True:
             if position < self.next_seq:
                 if position < self._first:  # this reader fell further behind than the log holds
-                    yield _REPLAY_UNAVAILABLE
+                    yield self._replay_unavailable
                     return
                 start = self._head + position - self._first
                 batch = self._frames[start] if position + 1 == self.next_seq else b"".join(self._frames[start:])

@@ -29,6 +29,7 @@ from service.ops.gc_policy import IdleGC
 from service.ops.logs import failure_fields
 from service.ops.loop_lag import Lag
 from service.ops.metrics import ServiceMetrics
+from service.ops.tracing import NO_TRACE, RunOutcome, RunTrace
 from service.streaming.bridge import StreamBridge
 from service.streaming.collector import ChunkCollector, Failed, Finished, QueueItem
 from service.upstream.pool import RunTransport, UpstreamPool
@@ -64,6 +65,7 @@ class Run:
         self.on_timeout: Callable[[], None] | None = None
         self.reply: str | None = None  # the whole answer, once the pipeline has returned one
         self._generating = True  # the pipeline (and its pool thread) is still at work
+        self.trace: RunTrace = NO_TRACE  # its span, when tracing is on (service/ops/tracing.py)
         self._max_duration = max_duration
         self._deadline: asyncio.TimerHandle | None = None
 
@@ -169,6 +171,22 @@ class Run:
         )
         if self.admission.metrics is not None:
             self.admission.metrics.run_ended(self.outcome, collector.chunks, ttft, duration)
+        self.trace.end(self._outcome(collector, ttft, duration))
+
+    def _outcome(self, collector: ChunkCollector, ttft: float | None, duration: float) -> RunOutcome:
+        """How the run ended, for its span."""
+        end = collector.end or {}
+        error = collector.error or self.failure
+        return RunOutcome(
+            self.outcome,
+            collector.chunks,
+            ttft,
+            duration,
+            finish_reason=end.get("finish_reason"),
+            usage=end.get("usage"),
+            error_type=None if error is None else str(error.type),
+            reply=self.reply,
+        )
 
 
 def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:

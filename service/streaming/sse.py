@@ -10,11 +10,15 @@ Those others must still never reach the wire raw: line readers that split like `
 (httpx's and requests' `iter_lines`) would cut a `data:` line in two. Event data is JSON, which
 escapes the control characters among them; `json_string` escapes the rest (U+2028, U+2029, U+0085),
 and every other event is `json.dumps`'d ASCII. The text a client decodes is the same either way.
+
+A run's wire format is chosen when it starts: an `Encoder` turns each of its events (with the id
+the event log gives it) into the frame its readers get. `EVENTS`, the default, is the service's own
+named events (POST /chat, the runs API); `service/streaming/openai_chunks.py` is OpenAI's chunks.
 """
 
 import re
 from json.encoder import encode_basestring
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple, Protocol
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
@@ -56,3 +60,24 @@ def comment(text: str) -> bytes:
 
 
 KEEPALIVE_FRAME = comment("keep-alive")
+
+
+class Encoder(Protocol):
+    """How a run's events go on the wire. `wire` names the format, so a reader asking for another one
+    (a Last-Event-ID or an Idempotency-Key sent to another endpoint) can be refused."""
+
+    wire: ClassVar[str]
+
+    def __call__(self, event: Event, event_id: str | None) -> bytes: ...
+
+
+class NamedEvents:
+    """The service's own events: `metadata`, `data`..., then `end` or `error`, each with its id."""
+
+    wire: ClassVar[str] = "events"
+
+    def __call__(self, event: Event, event_id: str | None) -> bytes:
+        return encode(Event(event.name, event.data, event_id))
+
+
+EVENTS = NamedEvents()

@@ -50,3 +50,14 @@ def test_the_overload_scenario_runs_and_counts_every_request(tmp_path: Path) -> 
         assert overload[side]["admitted"] + overload[side]["refused"] == overload["requests"], side
         assert overload[side]["errors"] == 0, side
     assert overload["upstream"]["refused"] == overload["service_slots_only"]["refused"] == 0
+
+
+def test_the_openai_and_tracing_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
+    out = tmp_path / "openai.json"
+    command = [sys.executable, "-m", "bench.openai", "--quick", "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    results = json.loads(out.read_text())
+    assert results["ttft"]["errors"] == {"upstream": 0, "chat": 0, "openai": 0}
+    rows = [*results["request"]["chat"], *results["request"]["openai"], *results["cpu"]["chat"]]
+    rows += [*results["cpu"]["openai"], *results["tracing"]["off"], *results["tracing"]["on"]]
+    assert rows and all(row["errors"] == 0 and row["tokens_per_s"] > 0 for row in rows)

@@ -46,9 +46,9 @@ def prepared(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The queries a pipeline was prepared (and then built) for."""
     calls: list[str] = []
 
-    async def spy(context: Any, api_key: str, query: str, *args: Any) -> Any:
+    async def spy(context: Any, api_key: str, query: str, *args: Any, **kwargs: Any) -> Any:
         calls.append(query)
-        return await prepare(context, api_key, query, *args)
+        return await prepare(context, api_key, query, *args, **kwargs)
 
     monkeypatch.setattr("service.serving.prepare", spy)
     return calls
