@@ -27,7 +27,7 @@ from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
 from service.serving import Serving
 from service.settings import Settings
-from service.store.runs import MemoryRunStore
+from service.store.choice import store_for
 from service.streaming.run import Admission
 from service.streaming.threads import WorkerThreads
 from service.upstream.pool import UpstreamPool
@@ -69,6 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
 def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = store_for(settings)
+        await store.open()  # first: a store that cannot be reached stops the start-up before anything else
         loop = asyncio.get_running_loop()
         threads = WorkerThreads(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(threads)
@@ -78,7 +80,6 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)
         meters.watch(live_gauges(admission, upstream, threads, loop), loop)
         answers = _answers(settings)
-        store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters)
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
         try:
@@ -87,7 +88,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         finally:
             serving.draining = True
             admission.cancel_all()
-            await store.stop_all(TEARDOWN_WAIT)
+            await store.close(TEARDOWN_WAIT)
             await admission.wait_idle(TEARDOWN_WAIT)
             threads.shutdown(wait=False, cancel_futures=True)
             upstream.close()

@@ -17,16 +17,16 @@ from service.errors import (
     CapacityExceeded,
     ConversationNotFound,
     InvalidRequest,
-    ReplayUnavailable,
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    StoreUnavailable,
     classify,
 )
 from service.ops.logs import current_run_id
 from service.ops.metrics import ServiceMetrics
 from service.settings import Settings
-from service.store.runs import RunStore
+from service.store.base import RunHandle, RunStore
 from service.streaming.collector import ChunkCollector, StreamItem
 from service.streaming.event_log import EventLog
 from service.streaming.held_run import HeldRun
@@ -96,40 +96,45 @@ class Serving:
         run, collector = await self._admit(ask)
         return Answering(run.id, collector.events(), partial(run.close, collector))
 
-    async def stream(self, ask: Ask, *, idempotency_key: str | None, grace: float) -> Reader:
-        """Start a held run with its first reader attached (so its grace does not start)."""
+    async def stream(self, ask: Ask, *, idempotency_key: str | None, grace: float) -> Reader | None:
+        """Start a held run with its first reader attached (so its grace does not start), or attach to
+        the run the Idempotency-Key is bound to."""
         held = await self._hold(ask, idempotency_key, grace)
-        reader = self.read(held, None)
+        if not isinstance(held, HeldRun):
+            return await self.read(held, None)
+        reader = await self.read(held, None)
         held.start()
         assert reader is not None  # a run just started has every event still to come
         return reader
 
-    async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[HeldRun, bool]:
+    async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[RunHandle, bool]:
         """The Idempotency-Key's run if there is one (False), else a new held run, started (True)."""
-        if idempotency_key is not None and (held := self.runs.find(ask.owner, idempotency_key)) is not None:
-            return held, False
+        if idempotency_key is not None and (found := await self.runs.find(ask.owner, idempotency_key)) is not None:
+            return found, False
         held = await self._hold(ask, idempotency_key, self.settings.resume_grace)
+        if not isinstance(held, HeldRun):
+            return held, False
         held.start()
         return held, True
 
-    def find(self, ask: Ask, idempotency_key: str) -> HeldRun | None:
-        return self.runs.find(ask.owner, idempotency_key)
+    async def find(self, ask: Ask, idempotency_key: str) -> RunHandle | None:
+        return await self.runs.find(ask.owner, idempotency_key)
 
-    def resume(self, ask: Ask, last_event_id: str) -> Reader | None:
+    async def resume(self, ask: Ask, last_event_id: str) -> Reader | None:
         """Read the caller's run that `last_event_id` belongs to, after that event."""
-        held = self.runs.get(last_event_id.rpartition(":")[0])
+        held = await self.runs.get(last_event_id.rpartition(":")[0])
         if held is None or held.owner != ask.owner:
             raise RunExpired
-        return self.read(held, last_event_id)
+        return await self.read(held, last_event_id)
 
-    def get(self, run_id: str) -> HeldRun:
-        held = self.runs.get(run_id)
+    async def get(self, run_id: str) -> RunHandle:
+        held = await self.runs.get(run_id)
         if held is None:
             raise RunNotFound
         return held
 
-    def stop(self, run_id: str) -> None:
-        self.get(run_id).stop()
+    async def stop(self, run_id: str) -> None:
+        await (await self.get(run_id)).request_stop()
 
     def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
         messages = self.answers.conversations.messages(conversation_id)
@@ -141,25 +146,46 @@ class Serving:
         if not self.answers.conversations.delete(conversation_id):
             raise ConversationNotFound
 
-    def read(self, held: HeldRun, last_event_id: str | None) -> Reader | None:
+    async def read(self, held: RunHandle, last_event_id: str | None) -> Reader | None:
         """A reader of `held`'s events after `last_event_id` (all when None); None: nothing more will come."""
-        log = held.log
-        try:
-            position = log.parse_id(last_event_id)
-        except ValueError:
-            raise InvalidRequest("last-event-id", "is not an event id of this run") from None
-        if position < log.first_held():
-            raise ReplayUnavailable
-        if log.closed and position >= log.next_seq:
+        frames = await held.open_reader(last_event_id)
+        if frames is None:
             return None
         current_run_id.set(held.id)
-        held.attach()
-        return Reader(held.id, log.frames(position), held.detach)
+        return Reader(held.id, frames.frames, frames.on_close)
 
-    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float) -> HeldRun:
-        if not self.draining:  # (_admit refuses a draining service)
-            self.runs.make_room()
-        run, collector = await self._admit(ask)
+    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float) -> HeldRun | RunHandle:
+        """A new held run, not started; or, when the Idempotency-Key is taken, the run it is bound to."""
+        if self.draining:
+            raise ShuttingDown
+        self.runs.make_room()
+        run = self.admission.admit()
+        current_run_id.set(run.id)
+        try:
+            if idempotency_key is not None:
+                existing = await self.runs.claim(ask.owner, idempotency_key, run.id)
+                if existing is not None:
+                    self.admission.release(run)
+                    return existing
+            collector = await self._prepare(run, ask)
+        except BaseException:
+            self.admission.release(run)
+            if idempotency_key is not None:
+                await self.runs.unclaim(ask.owner, idempotency_key, run.id)
+            raise
+        held = self._held_run(run, collector, ask, idempotency_key, grace)
+        try:
+            await self.runs.put(held)
+        except (CapacityExceeded, StoreUnavailable):  # the store filled up (or went) while this run was prepared
+            run.cancel()
+            if idempotency_key is not None:
+                await self.runs.unclaim(ask.owner, idempotency_key, run.id)
+            raise
+        return held
+
+    def _held_run(
+        self, run: Run, collector: ChunkCollector, ask: Ask, idempotency_key: str | None, grace: float
+    ) -> HeldRun:
         settings = self.settings
         log = EventLog(
             run.id,
@@ -167,7 +193,7 @@ class Serving:
             max_bytes=settings.replay_max_bytes,
             window=settings.queue_size,
         )
-        held = HeldRun(
+        return HeldRun(
             run,
             collector,
             log,
@@ -177,12 +203,6 @@ class Serving:
             max_duration=settings.run_max_duration,
             on_end=self.runs.ended,
         )
-        try:
-            self.runs.put(held)
-        except CapacityExceeded:  # the store filled up with running runs while this one was being prepared
-            run.cancel()
-            raise
-        return held
 
     async def _admit(self, ask: Ask) -> tuple[Run, ChunkCollector]:
         if self.draining:
@@ -190,19 +210,21 @@ class Serving:
         run = self.admission.admit()
         current_run_id.set(run.id)
         try:
-            answer = await prepare(self.answers, ask.api_key, ask.query, ask.pipeline, ask.conversation_id)
-            run.start(answer.factory, answer.inputs)
+            return run, await self._prepare(run, ask)
         except BaseException:
             self.admission.release(run)
             raise
+
+    async def _prepare(self, run: Run, ask: Ask) -> ChunkCollector:
+        answer = await prepare(self.answers, ask.api_key, ask.query, ask.pipeline, ask.conversation_id)
+        run.start(answer.factory, answer.inputs)
         metadata: dict[str, Any] = {"run_id": run.id, "model": self.settings.model} | answer.metadata
         if self.settings.demo:
             metadata.update(demo=True, notice=DEMO_NOTICE)
-        collector = ChunkCollector(
+        return ChunkCollector(
             run.queue,
             metadata=metadata,
             classify=classify,
             keepalive_interval=self.settings.keepalive_interval,
             on_finished=partial(answer.finished, run),
         )
-        return run, collector

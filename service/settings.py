@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         default="memory://",
         description="memory:// (one process), or redis://[:password@]host:port/db, rediss:// (TLS), unix:///path.",
     )
+    store_lease: Annotated[float, Field(ge=0.3, le=60)] = Field(
+        default=3.0,
+        description="Seconds a process counts as alive in the shared store after its last heartbeat (every third).",
+    )
 
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")

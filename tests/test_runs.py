@@ -269,7 +269,7 @@ def test_a_run_the_store_refuses_after_all_is_cancelled_with_a_503(
     the run, already started, is refused and cancelled, not left running with nobody to read it."""
     live = service(behaviour=slow(tokens=1000, token_delay=0.05))
 
-    def full(held: object) -> None:
+    async def full(held: object) -> None:
         raise CapacityExceeded
 
     monkeypatch.setattr(live.state.runs, "put", full)
@@ -345,6 +345,6 @@ def test_a_run_nobody_reads_yet_still_ends_and_stays_readable(service: Any, upst
     live = service(queue_size=4, resume_grace=1.0, behaviour=slow(tokens=2))  # at most 4 frames: the window
     run = live.client.post("/runs", json=body()).json()
     store = live.state.runs
-    wait_until(lambda: (held := store.get(run["run_id"])) is not None and held.ended, 5, "the unread run to end")
+    wait_until(lambda: (held := store.local.get(run["run_id"])) is not None and held.ended, 5, "the unread run to end")
     events = parse_sse(live.client.get(run["events_url"]).text).events
     check_whole(events, [], upstream_server.behaviour)

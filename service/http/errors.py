@@ -20,6 +20,7 @@ from service.errors import (
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    StoreUnavailable,
 )
 from service.http.responses import error_response
 from service.serving import Serving
@@ -38,6 +39,7 @@ def add_error_handlers(app: FastAPI) -> None:
         ConversationNotFound: _no_conversation,
         RunExpired: _run_expired,
         ReplayUnavailable: _replay_unavailable,
+        StoreUnavailable: _store_unavailable,
     }
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
@@ -58,6 +60,11 @@ async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
     message = "The service is shutting down; retry shortly."
     headers = _retry_after(request) | {"Connection": "close"}
     return error_response(503, "shutting_down", message, retryable=True, headers=headers)
+
+
+async def _store_unavailable(request: Request, _: StoreUnavailable) -> JSONResponse:
+    message = "The service cannot reach its shared store; retry shortly."
+    return error_response(503, "store_unavailable", message, retryable=True, headers=_retry_after(request))
 
 
 async def _not_found(_: Request, __: RunNotFound) -> JSONResponse:

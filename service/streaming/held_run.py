@@ -7,13 +7,19 @@ the run is cancelled exactly as a disconnect cancels it (`Run.close`: no more ch
 socket shut down, the thread freed) and forgotten. A run also has a lifetime: past
 `max_duration` it ends with a `run_timeout` error event. `stop()` (DELETE /runs/{id}) ends it at
 once with a `cancelled` error event. Whatever ends it, the log's last frame is `end` or `error`.
+
+With a shared store, readers may also be attached through other processes: `elsewhere` (set by
+the store) says until when (wall-clock seconds) one of them counts as present, and the grace
+counts from the latest of those too.
 """
 
 import asyncio
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
-from service.errors import RunTooLong
+from service.errors import InvalidRequest, ReplayUnavailable, RunTooLong, StoreUnavailable
+from service.store.base import Frames
 from service.streaming.collector import ChunkCollector
 from service.streaming.event_log import EventLog
 from service.streaming.run import Run
@@ -48,6 +54,8 @@ class HeldRun:
         self._grace_timer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self.writer: asyncio.Task[None] | None = None
+        self.elsewhere: Callable[[], Awaitable[float]] | None = None
+        self._checking: asyncio.Task[None] | None = None
 
     @property
     def ended(self) -> bool:
@@ -60,6 +68,22 @@ class HeldRun:
         self._deadline = loop.call_later(self._max_duration, self._too_long)
         if self.readers == 0:
             self._start_grace()
+
+    async def open_reader(self, last_event_id: str | None) -> Frames | None:
+        log = self.log
+        try:
+            position = log.parse_id(last_event_id)
+        except ValueError:
+            raise InvalidRequest("last-event-id", "is not an event id of this run") from None
+        if position < log.first_held():
+            raise ReplayUnavailable
+        if log.closed and position >= log.next_seq:
+            return None
+        self.attach()
+        return Frames(log.frames(position), self.detach)
+
+    async def request_stop(self) -> None:
+        self.stop()
 
     def attach(self) -> None:
         self.readers += 1
@@ -114,9 +138,31 @@ class HeldRun:
 
     def _abandon(self) -> None:
         self._grace_timer = None
+        if self.readers != 0 or self.log.closed:
+            return
+        if self.elsewhere is None or self._grace <= 0:
+            self._give_up()
+        elif self._checking is None:
+            self._checking = asyncio.get_running_loop().create_task(self._abandon_unless_read_elsewhere())
+
+    async def _abandon_unless_read_elsewhere(self) -> None:
+        assert self.elsewhere is not None
+        try:
+            present_until = await self.elsewhere()
+        except StoreUnavailable:
+            present_until = 0.0  # nobody can reach this run through the store either
+        finally:
+            self._checking = None
+        wait = present_until + self._grace - time.time()
         if self.readers == 0 and not self.log.closed:
-            self.abandoned = True
-            self._cancel()
+            if wait > 0:
+                self._grace_timer = asyncio.get_running_loop().call_later(wait, self._abandon)
+            else:
+                self._give_up()
+
+    def _give_up(self) -> None:
+        self.abandoned = True
+        self._cancel()
 
     def _cancel(self) -> None:
         self.run.cancel()  # at once, as a disconnect does; the writer's end logs it
@@ -125,7 +171,11 @@ class HeldRun:
 
     def _too_long(self) -> None:
         self._deadline = None
-        self.run.fail(RunTooLong())
+        self.fail(RunTooLong(), "The run went on longer than the service allows.")
+
+    def fail(self, error: Exception, message: str) -> None:
+        """End the run with `error` as its `error` event (`message` if the producer had already ended)."""
+        self.run.fail(error)
         if self.run.task is not None and self.run.task.done() and not self.log.closed:
-            self._end_message = "The run went on longer than the service allows."
+            self._end_message = message
             self._cancel()  # the producer is done but the log is held up: end it here
