@@ -23,7 +23,7 @@ POOL_WAIT = 2.0  # seconds a command waits for a free pooled connection
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def command_client(url: str) -> "redis.Redis":
+def command_client(url: str, process: str) -> "redis.Redis":
     pool = redis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_SIZE,
@@ -31,12 +31,12 @@ def command_client(url: str) -> "redis.Redis":
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,
         retry=Retry(NoBackoff(), 1),
-        client_name="haystream",
+        client_name=f"haystream:{process}",
     )
-    return redis.Redis(connection_pool=pool)
+    return redis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
-def blocking_client(url: str, block: float) -> "redis.Redis":
+def blocking_client(url: str, process: str, block: float) -> "redis.Redis":
     """One connection for XREAD BLOCK: its read timeout is the block plus a margin, never shorter."""
     client: redis.Redis = redis.Redis.from_url(
         url,
@@ -44,7 +44,7 @@ def blocking_client(url: str, block: float) -> "redis.Redis":
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=block + COMMAND_TIMEOUT,
         retry=Retry(NoBackoff(), 0),
-        client_name="haystream-follower",
+        client_name=f"haystream:{process}:follower",
     )
     return client
 

@@ -73,6 +73,7 @@ class Follower:
         self._asking: dict[str, int] = {}  # what the running XREAD asks for: key -> first position
         self.healthy = True
         self.reads = 0
+        self.closed = False  # a flag, not only a cancel: redis-py may turn a cancel mid-command into an error
 
     @property
     def subscriptions(self) -> list[Subscription]:
@@ -98,7 +99,7 @@ class Follower:
             sub.queue.put_nowait((frame, True))
 
     async def run(self) -> None:
-        while True:
+        while not self.closed:
             self._asking = {key: min(sub.position for sub in subs) for key, subs in self._subs.items()}
             streams: dict[str, str] = {self._control: self._control_at}
             streams.update(
@@ -107,6 +108,8 @@ class Follower:
             try:
                 reply = await self._blocking.xread(streams, count=COUNT, block=self._block_ms)  # type: ignore[arg-type]
             except UNREACHABLE as error:
+                if self.closed:
+                    return
                 self._lost(error)
                 await asyncio.sleep(RETRY_DELAY)
                 continue
@@ -114,8 +117,9 @@ class Follower:
                 logger.info("store reachable again")
             self.healthy = True
             self.reads += 1
+            asked, self._asking = self._asking, {}
             for key, entries in reply or ():
-                self._deliver(key.decode(), entries)
+                self._deliver(key.decode(), entries, asked)
 
     def _lost(self, error: BaseException) -> None:
         self._asking = {}
@@ -125,14 +129,15 @@ class Follower:
         for key in list(self._subs):
             self.end(key, STORE_UNAVAILABLE)
 
-    def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    def _deliver(self, key: str, entries: list[tuple[bytes, dict[bytes, bytes]]], asked: dict[str, int]) -> None:
         if key == self._control:
             self._control_at = entries[-1][0].decode()
             for _, fields in entries:
                 self._on_control(fields)
             return
         for sub in list(self._subs.get(key, ())):
-            self._hand(sub, entries)
+            if sub.position >= asked.get(key, sub.position + 1):  # else it came after this XREAD: next one
+                self._hand(sub, entries)
 
     def _hand(self, sub: Subscription, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         frames: list[bytes] = []

@@ -31,6 +31,7 @@ class Leases:
         self._lifetime_ms = int(lifetime * 1000)
         self.readers: dict[str, str] = {}  # reader id -> run id, for readers attached here to remote runs
         self._pending: set[asyncio.Task[None]] = set()
+        self.closed = False  # a flag, not only a cancel: redis-py may turn a cancel mid-command into an error
 
     @property
     def period(self) -> float:
@@ -87,7 +88,7 @@ class Leases:
 
     async def keep(self, follower: Follower, on_dead: Callable[[str], Awaitable[None]]) -> None:
         """Forever: renew the leases, and hand each run whose owner is dead to `on_dead`."""
-        while True:
+        while not self.closed:
             try:
                 await self.renew()
                 for run_id in set(await self.dead_owners(follower)):

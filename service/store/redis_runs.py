@@ -36,9 +36,9 @@ class RedisRunStore:
         self.process = "proc_" + secrets.token_hex(8)
         self.keepalive = settings.keepalive_interval
         self._lifetime = settings.run_max_duration + settings.runs_retention
-        self.commands = command_client(settings.store_url)
+        self.commands = command_client(settings.store_url, self.process)
         self.leases = Leases(self.commands, self.process, settings.store_lease, self._lifetime)
-        self._blocking = blocking_client(settings.store_url, self.leases.period)
+        self._blocking = blocking_client(settings.store_url, self.process, self.leases.period)
         self.follower = Follower(
             self._blocking, self.commands, control_key(self.process), self._control, self.leases.period
         )
@@ -65,9 +65,11 @@ class RedisRunStore:
         await self.local.stop_all(grace)
         if self._mirrors:
             await asyncio.wait(self._mirrors, timeout=grace)
+        self.follower.closed = self.leases.closed = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.leases.period + 1)
         with contextlib.suppress(*UNREACHABLE):
             await self.commands.delete(process_key(self.process), control_key(self.process))
         await self._disconnect()
