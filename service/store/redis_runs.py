@@ -59,7 +59,7 @@ class RedisRunStore:
             loop.create_task(self.follower.run(), name="store-follower"),
             loop.create_task(self.leases.keep(self.follower, self._owner_dead), name="store-leases"),
         ]
-        logger.info("store connected", extra={"store": self.settings.redacted_store_url, "process": self.process})
+        logger.info("store connected", extra={"store": self.settings.redacted_store_url, "store_process": self.process})
 
     async def close(self, grace: float) -> None:
         await self.local.stop_all(grace)

@@ -88,6 +88,7 @@ def test_delete_on_the_process_that_does_not_own_the_run_closes_the_upstream_and
         assert b.client.delete(f"/runs/{run['run_id']}").status_code == 204
         assert record.closed.wait(5) and not record.completed
         stopped_in = time.monotonic() - sent
+        print(f"\nDELETE on the non-owner -> upstream closed on the owner: {stopped_in * 1000:.1f} ms")
         rest = stream.rest()
     assert rest[-1].event == "error" and rest[-1].json()["type"] == "cancelled"
     idle(a)
