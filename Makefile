@@ -1,12 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    the service on the built-in demo model, at http://127.0.0.1:8000
-#   make test   installs what the tests need, then lint, types and the whole suite
+#   make test   installs what the tests need, then lint, types, the docs site and the whole suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-deps lint typecheck pytest clean
+.PHONY: run test test-deps lint typecheck docs docs-config pytest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,11 @@ run: $(STAMP)
 	$(BIN)/python -m service --demo --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 test: $(STAMP) test-deps
-	$(MAKE) lint typecheck pytest
+	$(MAKE) lint typecheck docs pytest
 
-# Programs the browser, nginx and client-module tests drive, as command:debian-package. Each is
+# Programs the browser, nginx, client-module and egress-proxy tests drive, as command:debian-package. Each is
 # installed with apt-get only when missing, and only as root (CI); elsewhere those tests skip.
-TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm redis-server:redis-server
+TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm tinyproxy:tinyproxy redis-server:redis-server
 
 test-deps:
 	@missing=""; \
@@ -42,8 +42,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The docs site, built into site/ (git-ignored); --strict fails on a broken link, anchor or include.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# docs/configuration.md's tables, from service.settings.Settings and the command line's parser.
+docs-config: $(STAMP)
+	$(BIN)/python -m docs.gen_config
+
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

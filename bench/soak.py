@@ -18,7 +18,7 @@ Against `python -m service` (one uvicorn process) in front of `python -m service
 5. after: the same readings, once quiet again.
 
 It passes when every request went as planned, RSS, threads, fds and tasks are within the stated
-tolerances of the baseline, and /metrics counted exactly what the clients saw. `tests/test_soak.py`
+tolerances of the baseline, and /metrics counted exactly what the clients saw. `tests/external/test_soak.py`
 runs the same code with a few hundred requests.
 """
 

@@ -70,7 +70,7 @@ def write_markdown(
     lines = [
         "# Soak run",
         "",
-        "Written by `bench/soak.py` (see its docstring for the phases); `tests/test_soak.py` runs the same",
+        "Written by `bench/soak.py` (see its docstring for the phases); `tests/external/test_soak.py` runs the same",
         "code with a few hundred requests. Figures are from the service process (one uvicorn worker).",
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",

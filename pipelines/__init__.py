@@ -6,5 +6,8 @@ happen before the first `import haystack`, which is why it sits in the package's
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
+SAMPLE_DOCUMENTS = Path(__file__).parent / "sample_docs"  # a few short files on distinct topics, for the demo

@@ -18,7 +18,6 @@ from pipelines.prompt import load_template, prompt_builder
 
 DOCUMENTS_TEMPLATE = load_template("documents.jinja2")
 SUFFIXES = (".md", ".markdown", ".txt")
-SAMPLE_DOCUMENTS = Path(__file__).parent / "sample_docs"  # a few short files on distinct topics, for the demo
 
 
 class NoDocuments(ValueError):
@@ -52,7 +51,7 @@ def retrieve(store: InMemoryDocumentStore, query: str, top_k: int) -> list[Docum
     BM25L rather than Okapi: Okapi's idf goes negative for a term in most documents (in a folder of
     one file, every match scored below zero), while BM25L scores any match above zero and leaves out
     documents that share no term with the query. (The store's own BM25 search, which Haystack's
-    `InMemoryBM25Retriever` calls: building that component per request took 222 us of 268 us.)"""
+    `InMemoryBM25Retriever` calls: building that component per request cost most of the retrieval's time.)"""
     return store.bm25_retrieval(query=query, top_k=top_k)
 
 

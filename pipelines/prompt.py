@@ -4,8 +4,9 @@ The query and the context (earlier turns, retrieved documents) are run-time inpu
 template variables, never part of the template: `{{ 7*7 }}` in a question, in an earlier answer or
 in a document reaches the model literally.
 
-Each request gets its own builder in its own pipeline, but compiling a template with Jinja takes
-about 0.5 ms of CPU, on the event loop, for a text that never changes. `SharedTemplatePromptBuilder`
+Each request gets its own builder in its own pipeline, but compiling a template with Jinja costs CPU
+on the event loop, per request, for a text that never changes (docs/performance.md, "Each prompt
+template compiled once"). `SharedTemplatePromptBuilder`
 is Haystack's `PromptBuilder` (its inputs, its rendering, its `run`) whose compiled template is
 compiled once per template text and shared: a compiled Jinja template is immutable and renders with
 a fresh context each call, from any thread.
@@ -33,7 +34,7 @@ def load_template(name: str) -> str:
 class SharedTemplatePromptBuilder(PromptBuilder):
     def __init__(self, template: str, required_variables: list[str], variables: list[str]) -> None:
         # The variables are named, so the template's text is not needed to find them; an empty one
-        # compiles in ~60 us. Then the shared compilation, made by Haystack's own constructor, is put in.
+        # compiles quickly. Then the shared compilation, made by Haystack's own constructor, is put in.
         # (`@component` rebuilds the class, so a zero-argument `super()` would not find it.)
         PromptBuilder.__init__(self, template="", required_variables=required_variables, variables=variables)
         compiled = _compiled(template)

@@ -15,7 +15,6 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
-from pipelines.documents import SAMPLE_DOCUMENTS
 from service.ops.logs import configure_logging
 from service.ops.metrics import clear_multiprocess_dir
 from service.settings import Settings
@@ -26,17 +25,42 @@ logger = logging.getLogger("service")
 SERVER_SHUTDOWN_TIMEOUT = 1
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="haystream", description=__doc__)
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+DESCRIPTION = """\
+Serve haystream: POST /chat streams an LLM's answer as Server-Sent Events, using the caller's own
+API key with OpenAI or any OpenAI-compatible server. --demo answers offline from a built-in model."""
+
+EPILOG = """\
+Every setting is also read from a HAYSTREAM_* environment variable (the options here win over
+them; --host and --port default to $HOST and $PORT). All settings, with defaults and bounds:
+docs/configuration.md."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="haystream",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on ($HOST, else 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "8000")), help="port to listen on ($PORT, else 8000)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--log-level", choices=["critical", "error", "warning", "info", "debug"], help="info by default"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], help="text (default) or JSON lines")
     parser.add_argument("--demo", action="store_true", help="answer from the built-in demo model (offline)")
     parser.add_argument("--base-url", help="OpenAI-compatible upstream, e.g. http://localhost:11434/v1")
     parser.add_argument("--model", help="model name sent upstream")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,9 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None:
             os.environ[f"HAYSTREAM_{name}"] = value
     if args.demo:
-        os.environ["HAYSTREAM_DEMO"] = "true"
-        # The demo answers from the sample documents too, unless the operator named a folder.
-        os.environ.setdefault("HAYSTREAM_DOCUMENTS_DIR", str(SAMPLE_DOCUMENTS))
+        os.environ["HAYSTREAM_DEMO"] = "true"  # which also means the sample documents (see Settings)
     try:
         settings = Settings()
     except ValidationError as error:

@@ -74,7 +74,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         threads = WorkerThreads(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(threads)
-        upstream = UpstreamPool(settings.upstream_connections)
+        upstream = UpstreamPool(settings.upstream_connections, settings.upstream_first_byte_timeout)
         meters = ServiceMetrics()
         gc = IdleGC.for_process()
         admission = Admission(settings.max_streams, upstream, settings.queue_size, meters, gc)

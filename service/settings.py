@@ -4,12 +4,18 @@ Every field can be set from the environment with the `HAYSTREAM_` prefix. The up
 also honours the OpenAI SDK's own `OPENAI_BASE_URL`, so an operator who already points tools at
 Ollama, vLLM or llama.cpp's server that way does not have to say it twice.
 
+`HAYSTREAM_DEMO=true` means what `--demo` does: without a `HAYSTREAM_DOCUMENTS_DIR`, the `documents`
+pipeline answers from the sample documents (the default of `documents_dir` reads `demo`). That path is
+the one thing imported from the rest of the project: a constant of the `pipelines` package's root,
+which imports no Haystack.
+
 CORS origins are checked to be bare origins (`https://app.example.com`, no path, no trailing
 slash): a browser's `Origin` header never has either, so such an entry would silently never match.
 """
 
 import json
 import re
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -17,12 +23,27 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipelines import SAMPLE_DOCUMENTS
+
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 _ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
 MAX_QUERY_BYTES_PER_CHAR = 4  # UTF-8's longest character, as browsers' JSON.stringify sends it
 BODY_OVERHEAD = 1024  # the key, the field names and JSON punctuation
+
+
+class MaxTokensField(StrEnum):
+    """The request field that carries `max_completion_tokens`: servers know one name or the other.
+
+    OpenAI renamed `max_tokens` to `max_completion_tokens`, and its reasoning models (o1, o3, gpt-5)
+    refuse `max_tokens` with a 400. llama-cpp-python's server knows only `max_tokens` and ignores the
+    new name without a word, so the cap silently does not apply; sending both is refused by OpenAI.
+    vLLM accepts either. For another local server, check its docs (many document only `max_tokens`).
+    """
+
+    MAX_COMPLETION_TOKENS = "max_completion_tokens"  # OpenAI, vLLM
+    MAX_TOKENS = "max_tokens"  # llama-cpp-python, and servers that predate the rename
 
 
 class Settings(BaseSettings):
@@ -34,28 +55,57 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("HAYSTREAM_BASE_URL", "OPENAI_BASE_URL", "base_url"),
         description="Upstream base URL; unset means OpenAI itself.",
     )
-    model: str = Field(default="gpt-4o-mini", min_length=1, max_length=200)
-    upstream_timeout: Seconds = Field(default=30.0, description="Connect/read timeout for the upstream.")
-    upstream_max_retries: int = Field(default=2, ge=0, le=10)
-    upstream_connections: int = Field(default=512, ge=1, le=10_000)
+    model: str = Field(
+        default="gpt-4o-mini",
+        min_length=1,
+        max_length=200,
+        description="Model name sent upstream (`demo` with --demo).",
+    )
+    upstream_timeout: Seconds = Field(
+        default=30.0,
+        description="Seconds: connect timeout, and the longest gap between two reads of an upstream's answer.",
+    )
+    upstream_first_byte_timeout: Seconds = Field(
+        default=10.0,
+        description="Seconds from taking a connection (connecting included) to the upstream's response headers; "
+        "independent of upstream_timeout. Each try gets it, so with the defaults (10 s, 2 retries) a stalled "
+        "upstream fails after at most 3 x 10 s + the SDK's backoff (under 1.5 s) = 31.5 s, against 93 s with the "
+        "30 s read timeout alone. Raise it for a server that answers only once it has loaded the model "
+        "(Ollama's first request, say) or processed a long prompt.",
+    )
+    upstream_max_retries: int = Field(default=2, ge=0, le=10, description="OpenAI SDK retries before the first chunk.")
+    upstream_connections: int = Field(default=512, ge=1, le=10_000, description="The shared upstream pool's size.")
     include_usage: bool = Field(default=True, description="Ask the upstream for token usage in the stream.")
     validate_chunks: bool = Field(
-        default=True, description="Validate streamed chunks against OpenAI's schema (fast); off for odd servers."
+        default=True,
+        description="Parse streamed chunks against OpenAI's schema (faster); `false` for a server whose chunks differ "
+        "from it, which otherwise ends streams with `upstream_malformed`.",
     )
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
+    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Cap on generated tokens, sent as `max_tokens_field`."
+    )
+    max_tokens_field: MaxTokensField = Field(
+        default=MaxTokensField.MAX_COMPLETION_TOKENS,
+        description="Name the cap is sent under: `max_completion_tokens` (OpenAI, vLLM) or `max_tokens` "
+        "(llama-cpp-python, which ignores the other name; see `MaxTokensField`).",
+    )
 
     # Admission and streaming.
     max_streams: int = Field(default=256, ge=1, le=4096, description="Concurrent streams; the 503 limit.")
     retry_after: int = Field(default=1, ge=1, le=3600, description="Retry-After seconds on a 503.")
     queue_size: int = Field(default=64, ge=1, le=10_000, description="Chunks buffered per stream.")
-    keepalive_interval: Seconds = Field(default=15.0)
-    max_query_chars: int = Field(default=8_000, ge=1, le=1_000_000)
+    keepalive_interval: Seconds = Field(
+        default=15.0, description="Seconds of silence before a keep-alive comment; under 60 (nginx's read timeout)."
+    )
+    max_query_chars: int = Field(default=8_000, ge=1, le=1_000_000, description="Longest accepted `query`.")
     max_body_bytes: int = Field(
         default=64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest accepted request body; over it, 413."
     )
     send_timeout: Seconds = Field(
-        default=30.0, description="A client that takes no event for this long is dropped and its run cancelled."
+        default=30.0,
+        description="Seconds a client may take no bytes before it is dropped; its run is then cancelled after "
+        "the grace that applies.",
     )
 
     # Resumable runs (service/streaming/held_run.py, service/streaming/event_log.py, service/store/runs.py).
@@ -90,8 +140,12 @@ class Settings(BaseSettings):
 
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")
-    demo_token_delay: Annotated[float, Field(ge=0, le=10)] = 0.05
-    demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = 0.3
+    demo_token_delay: Annotated[float, Field(ge=0, le=10)] = Field(
+        default=0.05, description="Demo model: seconds between tokens."
+    )
+    demo_first_token_delay: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=0.3, description="Demo model: seconds before the first token."
+    )
 
     # Cross-origin use (none by default: the demo page is same-origin).
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -106,20 +160,33 @@ class Settings(BaseSettings):
     )
 
     # Answering from documents: a folder of .md/.txt files, read once at start-up.
-    documents_dir: Path | None = Field(default=None, description="The folder the `documents` pipeline answers from.")
+    documents_dir: Path | None = Field(
+        default_factory=lambda values: SAMPLE_DOCUMENTS if values.get("demo") else None,
+        description="The folder the `documents` pipeline answers from; with `demo` and unset, the sample documents.",
+    )
     documents_top_k: int = Field(default=3, ge=1, le=50, description="Documents retrieved into each prompt.")
 
     # The input guard: questions holding one of these terms get a canned refusal, no upstream call.
     blocked_terms: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Blocked words or phrases: a JSON list or comma-separated; case-insensitive."
     )
-    guard_message: str = Field(default="Sorry, I can't help with that request.", min_length=1, max_length=2000)
+    guard_message: str = Field(
+        default="Sorry, I can't help with that request.",
+        min_length=1,
+        max_length=2000,
+        description="The guard's refusal text.",
+    )
 
     # Shutdown: how long running streams may take to finish after SIGTERM before they are ended.
-    shutdown_grace: Annotated[float, Field(ge=0, le=300)] = 20.0
+    shutdown_grace: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=20.0, description="Seconds running streams may take to finish after SIGTERM."
+    )
 
-    log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$")
-    log_format: Literal["text", "json"] = Field(default="text", description="`json`: one JSON object per line.")
+    log_level: str = Field(default="info", pattern="^(critical|error|warning|info|debug)$", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text` (`key=value`, for people) or `json` (one object per line, for log shippers).",
+    )
 
     @field_validator("cors_origins", "blocked_terms", mode="before")
     @classmethod
@@ -188,7 +255,7 @@ class Settings(BaseSettings):
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.max_completion_tokens is not None:
-            kwargs["max_completion_tokens"] = self.max_completion_tokens
+            kwargs[self.max_tokens_field.value] = self.max_completion_tokens
         return kwargs
 
 

@@ -14,8 +14,8 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
 from service.serving import Serving
 from service.settings import Settings
-from tests.support import asgi_client_for, run_server
 from tests.support.redis_server import RedisServer
+from tests.support.servers import asgi_client_for, run_server
 
 UPSTREAM = "http://upstream.test/v1"
 
@@ -37,10 +37,6 @@ async def asgi_client(make_settings: SettingsFactory) -> AsyncIterator[httpx.Asy
     app = create_app(make_settings())
     async with app.router.lifespan_context(app), asgi_client_for(app) as client:
         yield client
-
-
-def _client(app: FastAPI) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test")
 
 
 @pytest.fixture
@@ -78,6 +74,18 @@ def live_service(upstream_server: DemoModelServer, make_settings: SettingsFactor
             return LiveService(url, app, client)
 
         yield start
+
+
+# Tests that start real servers or processes: everything under tests/external/, and any test elsewhere
+# that takes a live server fixture. `pytest -m "not external"` is the fast inner loop.
+EXTERNAL_FIXTURES = frozenset({"live_service", "upstream_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "external" in item.path.parts or fixtures & EXTERNAL_FIXTURES:
+            item.add_marker(pytest.mark.external)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import parse_sse, run_service_process, text_of, unused_port, wait_until
+from tests.support.servers import run_service_process, unused_port
+from tests.support.sse import parse_sse, text_of
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -1,9 +1,12 @@
 """Settings: env prefix, OPENAI_BASE_URL, bounds, and combinations refused at start-up."""
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from pipelines import SAMPLE_DOCUMENTS
+from service.settings import MaxTokensField, Settings
 
 
 def test_defaults_talk_to_openai() -> None:
@@ -37,6 +40,7 @@ def test_the_service_setting_wins_over_openai_base_url(monkeypatch: pytest.Monke
         ("log_level", "loud"),
         ("shutdown_grace", -1),
         ("shutdown_grace", 301),
+        ("max_tokens_field", "both"),
     ],
 )
 def test_out_of_bounds_values_are_refused(field: str, value: object) -> None:
@@ -50,6 +54,10 @@ def test_generation_kwargs_follow_settings() -> None:
         "stream_options": {"include_usage": True},
         "temperature": 0.2,
         "max_completion_tokens": 5,
+    }
+    assert Settings(max_completion_tokens=5, max_tokens_field=MaxTokensField.MAX_TOKENS).generation_kwargs() == {
+        "stream_options": {"include_usage": True},
+        "max_tokens": 5,
     }
 
 
@@ -105,6 +113,17 @@ def test_failure_limits_have_safe_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("HAYSTREAM_SEND_TIMEOUT", "5")
     monkeypatch.setenv("HAYSTREAM_MAX_BODY_BYTES", "40000")
     assert (Settings().send_timeout, Settings().max_body_bytes) == (5, 40_000)
+
+
+def test_the_demo_from_the_environment_answers_from_the_sample_documents(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: `-e HAYSTREAM_DEMO=true` (the container's form) left out the documents `--demo` sets."""
+    monkeypatch.setenv("HAYSTREAM_DEMO", "true")
+    assert Settings().documents_dir == SAMPLE_DOCUMENTS and SAMPLE_DOCUMENTS.is_dir()
+    monkeypatch.setenv("HAYSTREAM_DOCUMENTS_DIR", "/srv/docs")
+    assert Settings().documents_dir == Path("/srv/docs")  # a folder the operator names still wins
+    monkeypatch.delenv("HAYSTREAM_DEMO")
+    monkeypatch.delenv("HAYSTREAM_DOCUMENTS_DIR")
+    assert Settings().documents_dir is None
 
 
 def test_the_store_is_this_process_by_default() -> None:

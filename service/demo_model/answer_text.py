@@ -52,7 +52,10 @@ def large_chunk_text(chars: int) -> str:
 
 def content_chunks(prompt: str, behaviour: Behaviour) -> list[str]:
     """The content chunks of one answer: its tokens, plus the large_chunk fault's big chunk."""
-    chunks = answer_tokens(prompt, behaviour.tokens, behaviour.token_chars)
+    if behaviour.answer is not None:
+        chunks = list(behaviour.answer)
+    else:
+        chunks = answer_tokens(prompt, behaviour.tokens, behaviour.token_chars)
     if behaviour.fault == "large_chunk":
         chunks.insert(fault_cut(behaviour, len(chunks)), large_chunk_text(behaviour.large_chunk_chars))
     return chunks

@@ -61,6 +61,7 @@ class Behaviour:
     retry_after: int = 1  # the Retry-After seconds of an http_429
     large_chunk_chars: int = 1_000_000
     token_chars: int | None = None  # pad each ``tokens=N`` token to this many characters
+    answer: tuple[str, ...] | None = None  # stream exactly these token texts instead (``tokens`` is then ignored)
     fail_first_n: int | None = None  # the fault hits only the first N requests, then none
     faults_served: int = field(default=0, init=False, compare=False)
 

@@ -3,7 +3,8 @@
 It reads the same events an SSE client would get, from the same `ChunkCollector` over the same run:
 there is one way to run a pipeline, and this is only another way to deliver its result. While the
 answer is being collected it listens for `http.disconnect`, so a client that gives up still cancels
-the run and closes the upstream response, exactly as with a stream.
+the run and closes the upstream response, exactly as with a stream. Its `model` is the one the
+upstream said served the answer (`end.model`), else the one asked for.
 
 A run that ends with `error` becomes an HTTP status with the same typed body as the `error` event
 (`{"type", "message", "retryable"}`, + `retry_after`): every upstream failure is a 502 (the upstream,
@@ -68,6 +69,7 @@ class JSONAnswerResponse(Response):
                 texts.append(data)
             elif item.name == "end":
                 answer.update(answer="".join(texts), finish_reason=data["finish_reason"], usage=data["usage"])
+                answer["model"] = data["model"] or answer.get("model")  # the upstream's, when it named one
                 return JSONResponse(answer)
             elif item.name == "error":
                 return self._failure(data | {"run_id": answer.get("run_id")})

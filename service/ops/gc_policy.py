@@ -2,10 +2,9 @@
 
 CPython's full (generation 2) collection walks every tracked object that is alive: the imported
 libraries (Haystack, the OpenAI SDK, pydantic, FastAPI) and every live stream's chunks. It holds the
-GIL while it does, so every stream stalls at once. With the default thresholds, 100 streams of a
-token every 20 ms brought 3-4 in a 20-second run, 50-250 ms each, and the gap between tokens p99 was
-200-233 ms above the upstream's; without them, 3 ms (`c100` in bench/README.md). Three changes, in
-the served process:
+GIL while it does, so every stream stalls at once: with the default thresholds, 100 streams brought
+several stalls of tens to hundreds of milliseconds a run (measured in docs/performance.md, "Full
+garbage collections off the busy path"). Three changes, in the served process:
 
 - freeze what exists once the app is built (modules, classes, the app): full collections never walk
   it again (`settle_heap`);

@@ -14,7 +14,7 @@ that. So the app takes the signal first, and passes it on to the server once the
 
 The drain ends early once no stream is left. A second signal ends the remaining streams at once.
 A watchdog bounds the whole: a worker thread that cannot be woken (one sleeping in the OpenAI
-SDK's wait between retries, see README) would hold the interpreter's exit, so the process exits
+SDK's wait between retries, see docs/failures.md) would hold the interpreter's exit, so the process exits
 `EXIT_MARGIN` after the grace whatever is still blocked. The hook goes in front of the handler a
 server installed (uvicorn's, in the main thread); without one (a server in another thread, an app
 under a test client) it stays out of the way and the app is stopped the ordinary way.
@@ -54,13 +54,13 @@ class Drain:
         self.grace = grace
 
     async def run(self) -> None:
-        registry = self.state.admission
+        admission = self.state.admission
         self.state.draining = True
-        logger.info("draining", extra={"active_streams": registry.active, "grace_s": self.grace})
-        if not await registry.wait_idle(self.grace):
+        logger.info("draining", extra={"active_streams": admission.active, "grace_s": self.grace})
+        if not await admission.wait_idle(self.grace):
             self.end_streams()
-            await registry.wait_idle(WRAP_UP)
-        logger.info("drained", extra={"active_streams": registry.active})
+            await admission.wait_idle(WRAP_UP)
+        logger.info("drained", extra={"active_streams": admission.active})
 
     def end_streams(self) -> None:
         ended = self.state.admission.fail_all(ShuttingDown())

@@ -6,21 +6,12 @@ Idempotency-Keys to runs, and finds runs by id; its two backends are `MemoryRunS
 process: `memory://`) and `RedisRunStore` (any number: `redis://`).
 """
 
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from service.store.local_runs import LocalRuns
-    from service.streaming.held_run import HeldRun
+from service.store.local_runs import LocalRuns
+from service.streaming.held_run import Frames, HeldRun
 
-
-@dataclass(frozen=True)
-class Frames:
-    """A reader's SSE frames, and what to call once its response is over."""
-
-    frames: AsyncGenerator[bytes, None]
-    on_close: Callable[[], None]
+__all__ = ["Frames", "RunHandle", "RunStore"]
 
 
 class RunHandle(Protocol):
@@ -42,7 +33,7 @@ class RunHandle(Protocol):
 
 
 class RunStore(Protocol):
-    local: "LocalRuns"  # this process's held runs
+    local: LocalRuns  # this process's held runs
 
     async def open(self) -> None:
         """Connect; raise StoreUnavailable (naming the redacted URL) if the store cannot be reached."""
@@ -59,11 +50,11 @@ class RunStore(Protocol):
     async def unclaim(self, owner: bytes, idempotency_key: str, run_id: str) -> None:
         """The claimed run never started: free the key."""
 
-    async def put(self, held: "HeldRun") -> None: ...
+    async def put(self, held: HeldRun) -> None: ...
 
     async def get(self, run_id: str) -> RunHandle | None: ...
 
     async def find(self, owner: bytes, idempotency_key: str) -> RunHandle | None: ...
 
-    def ended(self, held: "HeldRun") -> None:
+    def ended(self, held: HeldRun) -> None:
         """The run ended: keep it for the retention, or forget it now if it cannot be resumed."""

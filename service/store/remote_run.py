@@ -3,18 +3,28 @@
 import secrets
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol
+
+import redis.asyncio as redis
 
 from service.errors import InvalidRequest, ReplayUnavailable
 from service.store.base import Frames
 from service.store.redis_client import reachable
+from service.store.redis_follow import Follower
 from service.store.redis_keys import control_key
+from service.store.redis_leases import Leases
 from service.store.redis_log import first_entry, last_entry, remote_frames
 
-if TYPE_CHECKING:
-    from service.store.redis_runs import RedisRunStore
-
 CONTROL_MAXLEN = 1000
+
+
+class Shared(Protocol):
+    """What a remote run needs of its process's Redis store (`RedisRunStore`)."""
+
+    commands: "redis.Redis"
+    follower: Follower
+    leases: Leases
+    keepalive: float
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,7 @@ class RemoteRun:
     id: str
     owner: bytes
     process: str  # the process generating it
-    store: "RedisRunStore"
+    store: Shared
 
     async def open_reader(self, last_event_id: str | None) -> Frames | None:
         position = self._position(last_event_id)

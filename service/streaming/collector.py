@@ -9,6 +9,10 @@ Chunks that are already waiting when the collector comes round (the reader or th
 become one `data` event carrying their text joined, so a backlog costs one event, not one per chunk;
 a stream the service keeps up with sends one event per upstream chunk. The text is never changed,
 and `end` counts upstream chunks, not events.
+
+`metadata` names the model the service asked for (`HAYSTREAM_MODEL`): it goes out before the
+upstream has answered. `end` carries `model` as the upstream's chunks named it (null when they named
+none): an alias resolved to a dated version, or a local server that serves whatever it has loaded.
 """
 
 import asyncio
@@ -20,7 +24,7 @@ from typing import Any
 from haystack.dataclasses import StreamingChunk
 
 from service.errors import RunError
-from service.streaming.sse import Event
+from service.streaming.sse import Event, json_string
 
 KEEPALIVE_DUE = None  # what the collector yields when it is time for a keep-alive comment
 _NOTHING = object()
@@ -98,7 +102,7 @@ class ChunkCollector:
         self.chunks += len(self._texts)
         text = self._texts[0] if len(self._texts) == 1 else "".join(self._texts)
         self._texts.clear()
-        return Event("data", json.dumps(text, ensure_ascii=False))
+        return Event("data", json_string(text))
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -111,6 +115,7 @@ class ChunkCollector:
     def _end_data(self, meta: dict[str, Any]) -> dict[str, Any]:
         return {
             "finish_reason": meta.get("finish_reason"),
+            "model": meta.get("model") or None,  # what the upstream said served it: not always what was asked for
             "usage": _plain(meta.get("usage")),
             "chunks": self.chunks,
         }
@@ -124,8 +129,20 @@ def _error_data(error: RunError) -> dict[str, Any]:
 
 
 def _plain(usage: Any) -> dict[str, Any] | None:
-    """Usage as plain JSON: the SDK may nest pydantic objects (token details) and unset fields in it."""
+    """Usage as the upstream sent it, as plain JSON.
+
+    The SDK parses usage into pydantic models and Haystack dumps them with every declared field, so
+    token details the upstream never sent come back as nulls, at any depth. They are dropped at every
+    depth; an explicit null from the upstream cannot be told from an absent field by then, and goes too.
+    Fields the SDK does not declare (a server's own, e.g. `queue_time`) are kept.
+    """
     if not isinstance(usage, dict):
         return None
     plain = json.loads(json.dumps(usage, default=lambda obj: obj.model_dump() if hasattr(obj, "model_dump") else None))
-    return {key: value for key, value in plain.items() if value is not None}
+    return _without_nulls(plain)
+
+
+def _without_nulls(value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: _without_nulls(item) if isinstance(item, dict) else item for key, item in value.items() if item is not None
+    }

@@ -16,14 +16,22 @@ counts from the latest of those too.
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 
 from service.errors import InvalidRequest, ReplayUnavailable, RunTooLong, StoreUnavailable
-from service.store.base import Frames
 from service.streaming.collector import ChunkCollector
 from service.streaming.event_log import EventLog
 from service.streaming.run import Run
 from service.streaming.sse import Event
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A reader's SSE frames, and what to call once its response is over."""
+
+    frames: AsyncGenerator[bytes, None]
+    on_close: Callable[[], None]
 
 
 class HeldRun:

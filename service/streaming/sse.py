@@ -5,13 +5,20 @@ streams and a timeout scope, which was measured at about a quarter of a relay's 
 Framing follows the WHATWG spec (and sse-starlette's tests): multi-line data becomes several
 `data:` lines, and `event`/`id` lose any CR, LF or NUL so a value cannot end a field early.
 Lines are split on CR, LF and CRLF only, never on the other separators `str.splitlines` knows.
+
+Those others must still never reach the wire raw: line readers that split like `str.splitlines`
+(httpx's and requests' `iter_lines`) would cut a `data:` line in two. Event data is JSON, which
+escapes the control characters among them; `json_string` escapes the rest (U+2028, U+2029, U+0085),
+and every other event is `json.dumps`'d ASCII. The text a client decodes is the same either way.
 """
 
 import re
+from json.encoder import encode_basestring
 from typing import NamedTuple
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\0]")
+_SEPARATOR_ESCAPES = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
 
 
 class Event(NamedTuple):
@@ -31,6 +38,16 @@ def encode(event: Event) -> bytes:
         parts.append(f"data: {line}\n")
     parts.append("\n")
     return "".join(parts).encode()
+
+
+def json_string(text: str) -> str:
+    """`text` as a JSON string, other non-ASCII as is: `json.dumps(text, ensure_ascii=False)` minus the
+    encoder that builds per call, plus the separators escaped. About 65 ns for a short token against
+    json.dumps' 600 (`python -m timeit`); the separator check is 40 of those 65."""
+    encoded = encode_basestring(text)
+    if "\u2028" in encoded or "\u2029" in encoded or "\x85" in encoded:
+        return encoded.translate(_SEPARATOR_ESCAPES)
+    return encoded
 
 
 def comment(text: str) -> bytes:

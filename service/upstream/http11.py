@@ -3,17 +3,19 @@
 The OpenAI SDK reads its stream through httpx. A streamed answer is one read of the upstream's socket
 per token when tokens come slower than the service handles them, so a read's cost is paid once per
 token, on the worker thread, under the GIL. httpx's own transport (httpcore parsing with h11) costs
-about 24 us of the thread's CPU per read, the `recv` included; `http.client` reads the same chunked
-body with C-buffered line and block reads in about 17 us. Through the whole `OpenAIGenerator.run`:
-50 against 37 us per token (`python -m bench.transport`).
+more of the thread's CPU per read than `http.client`, which reads the same chunked body with
+C-buffered line and block reads (`python -m bench.transport`; the figures are in docs/performance.md,
+"The upstream pool over `http.client`").
 
 What it keeps from httpx's transport: one pool for every run, at most `max_connections` connections
 (a request waits for one up to its pool timeout), idle connections reused per origin once checked
-for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions, TLS with
+for a close from the peer, httpx's timeouts (connect, write, read, pool) and exceptions (plus a
+timeout of its own for the response's head, see `HTTP11Transport`), TLS with
 httpx's default context, the socket for a caller that may need to cut a request short
-(`on_socket`), and no retry of its own (the OpenAI SDK's retries apply, as before). What
-it does not do: HTTP/2, proxies (httpx ignores `HTTPS_PROXY` for a client given a transport, so the
-service connects directly, as it did before this pool), and request bodies other than bytes in memory.
+(`on_socket`), no retry of its own (the OpenAI SDK's retries apply, as before), and the proxies
+the environment names (`service/upstream/proxies.py`): https through a CONNECT tunnel (`set_tunnel`), plain
+http as absolute-form requests to the proxy. What it does not do: HTTP/2, https or SOCKS proxies,
+and request bodies other than bytes in memory.
 """
 
 import http.client
@@ -21,16 +23,36 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
 
+from service.upstream.proxies import Proxy, ProxyRoutes
+
 Origin = tuple[str, str, int]
+_LEAST_WAIT = 0.001  # a deadline already passed still times out, rather than making the socket non-blocking
 
 
 class HTTP11Transport(httpx.BaseTransport):
-    def __init__(self, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
-        """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's)."""
+    def __init__(
+        self,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+        first_byte_timeout: float | None = None,
+        proxies: ProxyRoutes | None = None,
+    ) -> None:
+        """`ssl_context`: for https upstreams; by default httpx's (certifi's roots, or SSL_CERT_FILE's).
+
+        `proxies`: by default read from the environment, now (`ProxyRoutes.from_environment`).
+
+        `first_byte_timeout`: seconds from taking a connection to the response's head (status line and
+        headers), connecting included, instead of the request's read timeout; the body's reads then get
+        the read timeout, each. The socket's timeout is set once for the head and once after it, so a
+        read of the body costs what it did.
+        """
+        self._first_byte = first_byte_timeout
+        self._proxies = ProxyRoutes.from_environment() if proxies is None else proxies
         self._slots = threading.BoundedSemaphore(max_connections)
         self._lock = threading.Lock()
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
@@ -58,20 +80,15 @@ class HTTP11Transport(httpx.BaseTransport):
     ) -> httpx.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        connection = self._connection(origin, request, timeouts.get("connect"))
+        deadline = None if self._first_byte is None else time.monotonic() + self._first_byte
+        connection = self._connection(origin, request, _within(timeouts.get("connect"), deadline))
         writing = True
         try:
             if on_socket is not None:
                 on_socket(connection.sock)
-            connection.sock.settimeout(timeouts.get("write"))
-            target = url.raw_path.decode("ascii")
-            connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
-            for name, value in request.headers.raw:
-                connection.putheader(name, value)
-            connection.endheaders(request.read() or None)
-            connection.sock.settimeout(timeouts.get("read"))
+            _write(connection, request, timeouts.get("write"))
             writing = False
-            response = connection.getresponse()
+            response = _read_head(connection, timeouts.get("read"), deadline)
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             raise _mapped(error, request, writing=writing) from error
@@ -94,13 +111,7 @@ class HTTP11Transport(httpx.BaseTransport):
                 if _usable(kept):
                     return kept
                 kept.close()
-        scheme, host, port = origin
-        if scheme == "https":
-            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self._ssl_context()
-            )
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        connection = self._open(origin, self._proxies.for_url(request.url), timeout)
         try:
             connection.connect()
         except (OSError, http.client.HTTPException) as error:
@@ -110,6 +121,19 @@ class HTTP11Transport(httpx.BaseTransport):
             raise httpx.ConnectError(str(error), request=request) from error
         connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return connection
+
+    def _open(self, origin: Origin, proxy: Proxy | None, timeout: float | None) -> http.client.HTTPConnection:
+        """A new connection to `origin`, through `proxy` when there is one; not connected yet."""
+        scheme, host, port = origin
+        if scheme == "https":
+            address = (host, port) if proxy is None else (proxy.host, proxy.port)
+            tls = http.client.HTTPSConnection(*address, timeout=timeout, context=self._ssl_context())
+            if proxy is not None:
+                tls.set_tunnel(host, port, headers=proxy.headers)  # CONNECT, then TLS with the upstream inside
+            return tls
+        if proxy is not None:
+            return _ViaProxy(proxy, timeout)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
 
     def _ssl_context(self) -> ssl.SSLContext:
         with self._lock:
@@ -173,6 +197,49 @@ class _ResponseBody(httpx.SyncByteStream):
         if not reusable:
             connection.close()
         self._pool._give_back(self._origin, connection if reusable else None)
+
+
+class _ViaProxy(http.client.HTTPConnection):
+    """Plain http through a proxy: connected to the proxy, each request naming its whole URL (absolute-form)."""
+
+    def __init__(self, proxy: Proxy, timeout: float | None) -> None:
+        super().__init__(proxy.host, proxy.port, timeout=timeout)
+        self.proxy_headers = proxy.headers
+
+
+def _write(connection: http.client.HTTPConnection, request: httpx.Request, timeout: float | None) -> None:
+    connection.sock.settimeout(timeout)
+    target = request.url.raw_path.decode("ascii")
+    proxy_headers = connection.proxy_headers if isinstance(connection, _ViaProxy) else {}
+    if isinstance(connection, _ViaProxy):
+        target = f"http://{request.url.netloc.decode('ascii')}{target}"
+    connection.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
+    for name, value in request.headers.raw:
+        connection.putheader(name, value)
+    for header, text in proxy_headers.items():
+        connection.putheader(header, text)
+    connection.endheaders(request.read() or None)
+
+
+def _read_head(
+    connection: http.client.HTTPConnection, read_timeout: float | None, deadline: float | None
+) -> http.client.HTTPResponse:
+    """The response's status line and headers: within `deadline` when there is one, else the read timeout."""
+    if deadline is None:
+        connection.sock.settimeout(read_timeout)
+        return connection.getresponse()
+    connection.sock.settimeout(max(deadline - time.monotonic(), _LEAST_WAIT))
+    response = connection.getresponse()
+    connection.sock.settimeout(read_timeout)  # the body's reads: each within the read timeout
+    return response
+
+
+def _within(timeout: float | None, deadline: float | None) -> float | None:
+    """`timeout`, cut short to what is left before `deadline`."""
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), _LEAST_WAIT)
+    return left if timeout is None else min(timeout, left)
 
 
 def _usable(connection: http.client.HTTPConnection) -> bool:

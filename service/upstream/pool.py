@@ -1,10 +1,10 @@
 """One pooled set of connections to the upstream, shared by every run without mixing keys.
 
 `OpenAIGenerator` builds a new OpenAI client per request; left alone, each builds its own httpx
-client, TLS context and connection pool (about 19 ms of CPU on the event loop, and a new TCP/TLS
-handshake per request). Instead each run's client gets a `RunTransport`: a thin view of the
-shared pool (`service/upstream/http11.py`). Keys never mix because the key is a header of each request, not
-of a connection.
+client, TLS context and connection pool (CPU on the event loop, and a new TCP/TLS handshake per
+request; measured in docs/performance.md, "No per-request client or TLS context"). Instead each
+run's client gets a `RunTransport`: a thin view of the shared pool (`service/upstream/http11.py`).
+Keys never mix because the key is a header of each request, not of a connection.
 
 The view also lets a cancelled run cut its upstream request at once: the pool hands it each
 connection's socket before the request is sent, and `abort()` shuts that socket down, which wakes
@@ -26,8 +26,8 @@ from service.upstream.http11 import HTTP11Transport
 
 
 class UpstreamPool:
-    def __init__(self, max_connections: int) -> None:
-        self._transport = HTTP11Transport(max_connections)
+    def __init__(self, max_connections: int, first_byte_timeout: float | None = None) -> None:
+        self._transport = HTTP11Transport(max_connections, first_byte_timeout=first_byte_timeout)
         self._lock = threading.Lock()
         self._open = 0
 

@@ -46,3 +46,9 @@ def test_token_chars_pads_every_token(server: DemoModelServer, client: openai.Op
     assert text == expected_text(PROMPT, server.behaviour)
     assert [len(token) for token in answer_tokens(PROMPT, 3, 10_000)] == [10_000] * 3
     assert text.startswith("tok0:") and "tok2:" in text
+
+
+def test_answer_streams_exactly_the_given_tokens(server: DemoModelServer, client: openai.OpenAI) -> None:
+    server.behaviour = fast(answer=("a\u2028b", "\u2029", "c\x85d"))
+    text, _ = stream_text(client)
+    assert text == expected_text(PROMPT, server.behaviour) == "a\u2028b\u2029c\x85d"

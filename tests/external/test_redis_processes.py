@@ -15,8 +15,11 @@ import httpx
 import pytest
 
 from service.demo_model import DemoModelServer, expected_text
-from tests.support import LiveStream, ServiceProcess, parse_sse, refused_port, run_service_process, text_of, wait_until
-from tests.test_runs import QUERY, body, check_whole, read_some, slow
+from tests.http.test_runs import QUERY, body, check_whole, read_some, slow
+from tests.support.servers import ServiceProcess, refused_port, run_service_process
+from tests.support.sse import parse_sse, text_of
+from tests.support.streams import LiveStream
+from tests.support.waiting import wait_until
 
 LEASE = 1.0  # HAYSTREAM_STORE_LEASE here: a killed producer is noticed within LEASE + LEASE / 3
 Start = Callable[[], tuple[ServiceProcess, ServiceProcess]]

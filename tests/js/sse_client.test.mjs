@@ -6,7 +6,13 @@ import { once } from "node:events";
 import { createServer } from "node:http";
 import { test } from "node:test";
 
-import { ChatStreamError, EventStreamParser, readEventStream, streamChat } from "../../service/http/static/sse-client.mjs";
+import {
+  ChatStreamError,
+  DRAIN_MS,
+  EventStreamParser,
+  readEventStream,
+  streamChat,
+} from "../../service/http/static/sse-client.mjs";
 
 const encoder = new TextEncoder();
 
@@ -280,6 +286,57 @@ test("streamChat stops reading at the end event and ignores anything after it", 
     fetch: fakeFetch(eventStreamResponse([stream], { then: "hang" })),
   });
   assert.equal(result.text, "a");
+});
+
+// A real server that sends `events`, then ends the response `endAfterMs` later (never, if null).
+// `ended()` says whether it has ended it yet; `finished` resolves with whether the response was
+// ended by the server rather than cut by the client.
+async function serveThenEnd(events, endAfterMs) {
+  let settle;
+  let ended = false;
+  const finished = new Promise((resolve) => (settle = resolve));
+  const server = createServer((request, response) => {
+    response.writeHead(200, { "content-type": "text/event-stream" });
+    response.write(events);
+    if (endAfterMs !== null) setTimeout(() => response.end(() => (ended = true)), endAfterMs);
+    response.on("close", () => settle(response.writableFinished));
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return { server, finished, ended: () => ended, url: `http://127.0.0.1:${server.address().port}/chat` };
+}
+
+// Regression: the reader was cancelled right after the terminal event, before the body's end, which
+// aborts the request: the browser logged every answer, and every Stop, as a failed request.
+for (const [name, last] of [
+  ["end", 'event: end\ndata: {"chunks": 1}\n\n'],
+  ["error", 'event: error\ndata: {"type": "cancelled", "message": "The run was stopped."}\n\n'],
+]) {
+  test(`after the ${name} event streamChat settles at once and reads the body to its end`, async () => {
+    const { server, finished, ended, url } = await serveThenEnd(`event: data\ndata: "a"\n\n${last}`, DRAIN_MS / 2);
+    try {
+      await streamChat({ query: "q", apiKey: "k", url }).catch(() => {});
+      assert.equal(ended(), false, "it waited for the body's end before settling");
+      assert.equal(await finished, true, "the response was cut short instead of read to its end");
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+}
+
+test("a body that goes on after the end event is cancelled DRAIN_MS later", async () => {
+  const { server, finished, url } = await serveThenEnd('event: end\ndata: {"chunks": 0}\n\n', null);
+  try {
+    const started = Date.now();
+    await streamChat({ query: "q", apiKey: "k", url });
+    assert.equal(await finished, false);
+    const waited = Date.now() - started;
+    assert.ok(waited >= DRAIN_MS - 50 && waited < DRAIN_MS + 1000, `cancelled after ${waited} ms`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
 
 test("abort stops a real streaming request, rejects as aborted, and the server sees the client leave", async () => {

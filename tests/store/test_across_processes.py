@@ -12,8 +12,10 @@ import pytest
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
-from tests.support import LiveStream, parse_sse, text_of, wait_until
-from tests.test_runs import QUERY, body, check_whole, idle, read_some, seq, slow
+from tests.http.test_runs import QUERY, body, check_whole, idle, read_some, seq, slow
+from tests.support.sse import parse_sse, text_of
+from tests.support.streams import LiveStream
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -21,9 +21,12 @@ from service.store.redis_keys import entry_id, log_key, run_key
 from service.store.redis_runs import RedisRunStore
 from service.streaming.sse import Event, encode
 from tests.conftest import LiveFactory, SettingsFactory
-from tests.support import LiveStream, parse_sse, refused_port, wait_until
+from tests.http.test_runs import body, idle, read_some, slow
 from tests.support.redis_server import RedisServer
-from tests.test_runs import body, idle, read_some, slow
+from tests.support.servers import refused_port
+from tests.support.sse import parse_sse
+from tests.support.streams import LiveStream
+from tests.support.waiting import wait_until
 
 
 async def test_a_store_that_cannot_be_reached_stops_the_start_up_naming_the_setting(

@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.binaries import require
-from tests.support import unused_port
+from tests.support.binaries import require
+from tests.support.servers import unused_port
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0

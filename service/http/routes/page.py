@@ -1,10 +1,12 @@
 """`GET /`: a small chat page, and its few static files under `/static/`.
 
-The files live in `service/http/static/` and ship with the package; nothing is built. Only the files
-that are there at start-up are served, with media types named here rather than guessed from the
-machine's MIME tables (a module script must come as JavaScript). The page takes an API key, so
-it is sent with a strict Content-Security-Policy: its own scripts only, and requests to its own
-origin only.
+The files live in `service/http/static/`, third-party code in `service/http/static/vendor/` with its licence;
+they ship with the package and nothing is built. Only the files that are there at start-up are
+served, with media types named here rather than guessed from the machine's MIME tables (a module
+script must come as JavaScript). The page takes an API key, so it is sent with a strict
+Content-Security-Policy: its own scripts only, and requests to its own origin only. It shows model
+output as Markdown; that is rendered with raw HTML escaped (see `chat.js`), and the policy is the
+second line of defence: no inline script or event handler runs even if some markup got through.
 """
 
 from pathlib import Path
@@ -22,7 +24,13 @@ _MEDIA_TYPES = {
     ".css": "text/css; charset=utf-8",
 }
 _PAGE = STATIC_DIR / "index.html"
-_FILES = {path.name: path for path in STATIC_DIR.iterdir() if path.suffix in _MEDIA_TYPES and path != _PAGE}
+
+
+def _served(directory: Path, prefix: str = "") -> dict[str, Path]:
+    return {prefix + path.name: path for path in directory.iterdir() if path.suffix in _MEDIA_TYPES and path != _PAGE}
+
+
+_FILES = _served(STATIC_DIR) | _served(STATIC_DIR / "vendor", "vendor/")
 _HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
@@ -41,7 +49,7 @@ async def page() -> FileResponse:
     return FileResponse(_PAGE, media_type=_MEDIA_TYPES[".html"], headers=_PAGE_HEADERS)
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name:path}")
 async def static_file(name: str) -> FileResponse:
     path = _FILES.get(name)
     if path is None:

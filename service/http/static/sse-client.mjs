@@ -97,6 +97,9 @@ export class EventStreamParser {
 
 // Reads a fetch Response body (a ReadableStream of bytes) into the parser until the stream ends or
 // `shouldStop()` says so after a chunk. UTF-8 characters split across reads are decoded whole.
+// After a stop the rest of the body is read, unparsed, in the background: the service ends it right
+// after its last event, and cancelling before that would abort the request (browsers log it as a
+// failed request). A body still going DRAIN_MS later is cancelled.
 export async function readEventStream(body, parser, shouldStop = () => false) {
   const reader = body.getReader();
   const decoder = new TextDecoder();
@@ -105,11 +108,28 @@ export async function readEventStream(body, parser, shouldStop = () => false) {
       const { done, value } = await reader.read();
       if (done) break;
       parser.feed(decoder.decode(value, { stream: true }));
-      if (shouldStop()) return;
+      if (shouldStop()) {
+        drain(reader);
+        return;
+      }
     }
     parser.feed(decoder.decode());
-  } finally {
+  } catch (error) {
     reader.cancel().catch(() => {});
+    throw error;
+  }
+}
+
+export const DRAIN_MS = 1000;
+
+async function drain(reader) {
+  const timer = setTimeout(() => reader.cancel().catch(() => {}), DRAIN_MS);
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // the connection dropped, or the caller aborted: nothing is left to read either way
+  } finally {
+    clearTimeout(timer);
   }
 }
 
