@@ -35,6 +35,10 @@ class RunHandle(Protocol):
 class RunStore(Protocol):
     local: LocalRuns  # this process's held runs
 
+    @property
+    def available(self) -> bool:
+        """False while the store cannot be reached (readyz says so; new runs get 503)."""
+
     async def open(self) -> None:
         """Connect; raise StoreUnavailable (naming the redacted URL) if the store cannot be reached."""
 

@@ -20,13 +20,14 @@ from redis.exceptions import ResponseError
 
 from service.store.redis_client import UNREACHABLE
 from service.store.redis_follow import Follower, interrupted_frame
-from service.store.redis_keys import TERMINAL, entry_id, log_key, run_keys, seq_of
+from service.store.redis_keys import TERMINAL, entry_id, idempotency_key, log_key, run_keys, seq_of
 from service.streaming.held_run import HeldRun
 from service.streaming.sse import KEEPALIVE_FRAME
 
 logger = logging.getLogger("service.store.redis_log")
 
 RETRY_DELAY = 0.5
+FINISH_ATTEMPTS = 20
 
 
 def event_name(frame: bytes) -> bytes:
@@ -62,8 +63,9 @@ class Mirror:
 
     async def run(self, on_lost: Callable[[], None]) -> None:
         lost = False
+        give_up = asyncio.get_running_loop().time() + self._retention_ms / 1000 + self._lifetime_ms / 1000
         async for first, frames in self._held.log.copy(0):
-            while True:
+            while asyncio.get_running_loop().time() < give_up:
                 try:
                     if lost:  # what reached Redis before the failure need not be written again
                         last = await last_entry(self._commands, self._held.id)
@@ -77,6 +79,8 @@ class Mirror:
                         lost = True
                         on_lost()
                     await asyncio.sleep(RETRY_DELAY)
+            else:
+                return  # Redis stayed away for longer than the run could matter: its keys expire anyway
         await self._finish()
 
     async def _write(self, first: int, frames: list[bytes]) -> bool:
@@ -109,15 +113,22 @@ class Mirror:
             self._bytes -= self._sizes.popleft()
             self._first += 1
 
+    def _keys(self) -> list[str]:
+        held = self._held
+        keys = list(run_keys(held.id))
+        if held.idempotency_key is not None:
+            keys.append(idempotency_key(held.owner, held.idempotency_key))
+        return keys
+
     async def _finish(self) -> None:
-        """The run ended: its keys live for the retention; an abandoned run's go now."""
-        while True:
+        """The run ended: its keys live for the retention; an abandoned run's go now (else they expire later)."""
+        for _ in range(FINISH_ATTEMPTS):
             try:
                 if self._held.abandoned:
-                    await self._commands.delete(*run_keys(self._held.id))
+                    await self._commands.delete(*self._keys())
                 else:
                     pipe = self._commands.pipeline(transaction=False)
-                    for key in run_keys(self._held.id):
+                    for key in self._keys():
                         pipe.pexpire(key, self._retention_ms)
                     await pipe.execute()
                 return

@@ -45,6 +45,10 @@ class RedisRunStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._mirrors: set[asyncio.Task[None]] = set()
 
+    @property
+    def available(self) -> bool:
+        return self.follower.healthy
+
     async def open(self) -> None:
         try:
             await self.commands.ping()
@@ -64,7 +68,9 @@ class RedisRunStore:
     async def close(self, grace: float) -> None:
         await self.local.stop_all(grace)
         if self._mirrors:
-            await asyncio.wait(self._mirrors, timeout=grace)
+            _, late = await asyncio.wait(self._mirrors, timeout=grace)
+            for task in late:  # still retrying a Redis that is gone: what it holds is lost with the process
+                task.cancel()
         self.follower.closed = self.leases.closed = True
         for task in self._tasks:
             task.cancel()
@@ -79,7 +85,7 @@ class RedisRunStore:
         await self.commands.aclose()
 
     def make_room(self) -> None:
-        if not self.follower.healthy:
+        if not self.available:
             raise StoreUnavailable
         self.local.make_room()
 

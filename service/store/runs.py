@@ -13,6 +13,10 @@ class MemoryRunStore:
     def __init__(self, max_runs: int, retention: float) -> None:
         self.local = LocalRuns(max_runs, retention)
 
+    @property
+    def available(self) -> bool:
+        return True
+
     async def open(self) -> None:
         return None
 

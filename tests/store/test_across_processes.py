@@ -13,6 +13,7 @@ import pytest
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory, LiveService
 from tests.http.test_runs import QUERY, body, check_whole, idle, read_some, seq, slow
+from tests.support.redis_server import RedisServer
 from tests.support.sse import parse_sse, text_of
 from tests.support.streams import LiveStream
 from tests.support.waiting import wait_until
@@ -149,3 +150,19 @@ def test_the_other_process_waits_for_the_owner_to_copy_what_it_sent(
     rest = parse_sse(b.client.post("/chat", json=body(), headers={"Last-Event-ID": str(first[-1].id)}).text).events
     check_whole(first, rest, upstream_server.behaviour)
     wait_until(lambda: len(upstream_server.requests) == 1, 1, "one generation")
+
+
+def test_a_finished_runs_keys_idempotency_key_included_expire_with_the_retention(
+    pair: Any, redis_server: RedisServer
+) -> None:
+    a, _ = pair(slow(tokens=3), runs_retention=30.0)
+    run = a.client.post("/runs", json=body(), headers={"Idempotency-Key": "expiring"}).json()
+    assert parse_sse(a.client.get(run["events_url"]).text).events[-1].event == "end"
+    keys = [key for key in redis_server.command("KEYS", "hs:*").decode().split("\r\n") if key.startswith("hs:")]
+    run_keys = [key for key in keys if run["run_id"] in key or key.startswith("hs:idem:")]
+    assert len(run_keys) == 3  # the record, the log, the Idempotency-Key (no reader elsewhere)
+
+    def ttls() -> list[int]:
+        return [int(redis_server.command("PTTL", key).strip(b":\r\n")) for key in run_keys]
+
+    wait_until(lambda: all(0 < ttl <= 30_000 for ttl in ttls()), 5, f"the retention as TTLs: {ttls()}")

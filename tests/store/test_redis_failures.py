@@ -67,11 +67,13 @@ def test_redis_lost_mid_stream_ends_readers_with_a_retryable_error_and_recovers(
         refused = service.client.post("/chat", json=body())
         assert refused.status_code == 503 and refused.json()["type"] == "store_unavailable"
         assert refused.headers["retry-after"] == "1"
+        assert service.client.get("/readyz").json()["status"] == "store_unavailable"
     own_redis.start()
     upstream_server.behaviour = slow(tokens=5)
     wait_until(lambda: a.client.post("/runs", json=body()).status_code == 201, 10, "a new run once Redis is back")
     events = parse_sse(b.client.post("/chat", json=body()).text).events
     assert events[-1].event == "end"
+    assert a.client.get("/readyz").status_code == b.client.get("/readyz").status_code == 200
 
 
 def _frame(run_id: str, seq: int, name: str, data: Any) -> bytes:

@@ -17,10 +17,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Shutting down: no new streams are admitted."}})
+@router.get(
+    "/readyz", responses={503: {"description": "Shutting down, or the shared store is unreachable: no new streams."}}
+)
 async def readyz(serving: ServingDep) -> JSONResponse:
     """Ready once the lifespan has started the pool (the app serves nothing before), until the drain."""
     active = serving.admission.active
     if serving.draining:
         return JSONResponse({"status": "draining", "active_streams": active}, 503)
+    if not serving.runs.available:
+        return JSONResponse({"status": "store_unavailable", "active_streams": active}, 503)
     return JSONResponse({"status": "ready", "active_streams": active})
