@@ -115,6 +115,7 @@ class Serving:
         if not isinstance(held, HeldRun):
             return held, False
         held.start()
+        await self.runs.started(held)  # its Location must work on every process at once
         return held, True
 
     async def find(self, ask: Ask, idempotency_key: str) -> RunHandle | None:

@@ -56,6 +56,9 @@ class RunStore(Protocol):
 
     async def put(self, held: HeldRun) -> None: ...
 
+    async def started(self, held: HeldRun) -> None:
+        """`held` has started: return once every process can find it (POST /runs answers after this)."""
+
     async def get(self, run_id: str) -> RunHandle | None: ...
 
     async def find(self, owner: bytes, idempotency_key: str) -> RunHandle | None: ...

@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from service.store.redis_client import UNREACHABLE
 from service.store.redis_follow import Follower, interrupted_frame
-from service.store.redis_keys import TERMINAL, entry_id, idempotency_key, log_key, run_keys, seq_of
+from service.store.redis_keys import TERMINAL, entry_id, idempotency_key, log_key, run_key, run_keys, seq_of
 from service.streaming.held_run import HeldRun
 from service.streaming.sse import KEEPALIVE_FRAME
 
@@ -48,6 +48,7 @@ class Mirror:
         max_bytes: int,
         retention: float,
         lifetime: float,
+        record: dict[str, str],
     ) -> None:
         self._commands = commands
         self._held = held
@@ -56,10 +57,12 @@ class Mirror:
         self._max_bytes = max_bytes
         self._retention_ms = int(retention * 1000)
         self._lifetime_ms = int(lifetime * 1000)  # the keys' TTL while the run goes on
+        self._record = record  # the run's record (owner hash, process): written with its first event
         self._sizes: deque[int] = deque()  # the sizes of the frames held, oldest first
         self._bytes = 0
         self._first = 0  # the first event number the stream should still hold
         self.written = 0  # the next event number to write
+        self.published = asyncio.Event()  # set once the record and the first event are in Redis (or never will be)
 
     async def run(self, on_lost: Callable[[], None]) -> None:
         lost = False
@@ -77,10 +80,13 @@ class Mirror:
                 except UNREACHABLE:
                     if not lost:
                         lost = True
+                        self.published.set()
                         on_lost()
                     await asyncio.sleep(RETRY_DELAY)
             else:
+                self.published.set()
                 return  # Redis stayed away for longer than the run could matter: its keys expire anyway
+        self.published.set()
         await self._finish()
 
     async def _write(self, first: int, frames: list[bytes]) -> bool:
@@ -96,7 +102,9 @@ class Mirror:
         if self._first:
             pipe.xtrim(self._key, minid=entry_id(self._first), approximate=True)
         if start == 0:
-            pipe.pexpire(self._key, self._lifetime_ms)
+            pipe.hset(run_key(self._held.id), mapping=self._record)
+            for key in (self._key, run_key(self._held.id)):
+                pipe.pexpire(key, self._lifetime_ms)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, UNREACHABLE):
@@ -104,6 +112,7 @@ class Mirror:
         for frame in todo:
             self._held_frame(len(frame))
         self.written = start + len(todo)
+        self.published.set()
         return not any(isinstance(result, ResponseError) for result in results)
 
     def _held_frame(self, size: int) -> None:

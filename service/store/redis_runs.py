@@ -28,6 +28,8 @@ from service.streaming.held_run import HeldRun
 
 logger = logging.getLogger("service.store.redis")
 
+PUBLISH_WAIT = 1.0  # seconds POST /runs waits for its run to be findable by every process
+
 
 class RedisRunStore:
     def __init__(self, settings: Settings) -> None:
@@ -44,6 +46,7 @@ class RedisRunStore:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._mirrors: set[asyncio.Task[None]] = set()
+        self._published: dict[str, asyncio.Event] = {}
 
     @property
     def available(self) -> bool:
@@ -126,15 +129,18 @@ class RedisRunStore:
         except UNREACHABLE:
             pass  # both expire by themselves
 
+    def _fields(self, owner: bytes) -> dict[str, str]:
+        return {"owner": owner.hex(), "process": self.process}
+
     async def _record(self, run_id: str, owner: bytes) -> None:
         pipe = self.commands.pipeline(transaction=False)
-        pipe.hset(run_key(run_id), mapping={"owner": owner.hex(), "process": self.process})
+        pipe.hset(run_key(run_id), mapping=self._fields(owner))
         pipe.pexpire(run_key(run_id), int(self._lifetime * 1000))
         await pipe.execute()
 
     async def put(self, held: HeldRun) -> None:
-        with reachable():
-            await self._record(held.id, held.owner)
+        """No round trip before the run starts: its record goes with its first event (a claimed key's
+        run was recorded when claimed), so a run costs its first token nothing more than in memory."""
         self.local.put(held)
         held.elsewhere = partial(self._present_until, held.id)
         settings = self.settings
@@ -145,11 +151,21 @@ class RedisRunStore:
             max_bytes=settings.replay_max_bytes,
             retention=settings.runs_retention,
             lifetime=self._lifetime,
+            record=self._fields(held.owner),
         )
         lost = partial(held.fail, StoreUnavailable(), "The service lost its shared store.")
         task = asyncio.get_running_loop().create_task(mirror.run(lost), name=f"{held.id}:mirror")
         self._mirrors.add(task)
+        self._published[held.id] = mirror.published
         task.add_done_callback(self._mirrors.discard)
+        task.add_done_callback(lambda _: self._published.pop(held.id, None))
+
+    async def started(self, held: HeldRun) -> None:
+        published = self._published.get(held.id)
+        if published is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PUBLISH_WAIT):
+                    await published.wait()
 
     async def get(self, run_id: str) -> RunHandle | None:
         held = self.local.get(run_id)

@@ -35,6 +35,9 @@ class MemoryRunStore:
     async def put(self, held: HeldRun) -> None:
         self.local.put(held)
 
+    async def started(self, held: HeldRun) -> None:
+        return None
+
     async def get(self, run_id: str) -> RunHandle | None:
         return self.local.get(run_id)
 
