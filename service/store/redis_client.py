@@ -19,7 +19,7 @@ from service.errors import StoreUnavailable
 POOL_SIZE = 8
 CONNECT_TIMEOUT = 1.0  # seconds: a Redis that is gone is noticed quickly
 COMMAND_TIMEOUT = 2.0
-POOL_WAIT = 2.0  # seconds a command waits for a free pooled connection
+POOL_WAIT = 5.0  # seconds a command waits for a free pooled connection (then: StoreUnavailable)
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from service.store.redis_client import UNREACHABLE
 from service.store.redis_follow import Follower, interrupted_frame
 from service.store.redis_keys import TERMINAL, entry_id, idempotency_key, log_key, run_key, run_keys, seq_of
+from service.store.redis_writer import Command, Writer
 from service.streaming.held_run import HeldRun
 from service.streaming.sse import KEEPALIVE_FRAME
 
@@ -42,6 +43,7 @@ class Mirror:
     def __init__(
         self,
         commands: "redis.Redis",
+        writer: Writer,
         held: HeldRun,
         *,
         max_events: int,
@@ -51,6 +53,7 @@ class Mirror:
         record: dict[str, str],
     ) -> None:
         self._commands = commands
+        self._writer = writer
         self._held = held
         self._key = log_key(held.id)
         self._max_events = max_events
@@ -95,17 +98,17 @@ class Mirror:
         todo = frames[start - first :]
         if not todo:
             return True
-        pipe = self._commands.pipeline(transaction=False)
+        commands: list[Command] = []
         for seq, frame in enumerate(todo, start=start):
             fields: dict[bytes, bytes] = {b"f": frame, b"e": event_name(frame)}
-            pipe.xadd(self._key, fields, id=entry_id(seq), maxlen=self._max_events)  # type: ignore[arg-type]
+            commands.append(("xadd", (self._key, fields), {"id": entry_id(seq), "maxlen": self._max_events}))
         if self._first:
-            pipe.xtrim(self._key, minid=entry_id(self._first), approximate=True)
+            commands.append(("xtrim", (self._key,), {"minid": entry_id(self._first), "approximate": True}))
         if start == 0:
-            pipe.hset(run_key(self._held.id), mapping=self._record)
+            commands.append(("hset", (run_key(self._held.id),), {"mapping": self._record}))
             for key in (self._key, run_key(self._held.id)):
-                pipe.pexpire(key, self._lifetime_ms)
-        results = await pipe.execute(raise_on_error=False)
+                commands.append(("pexpire", (key, self._lifetime_ms), {}))
+        results = await self._writer.execute(commands)
         for result in results:
             if isinstance(result, UNREACHABLE):
                 raise result

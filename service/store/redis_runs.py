@@ -23,6 +23,7 @@ from service.store.redis_follow import Follower
 from service.store.redis_keys import control_key, idempotency_key, process_key, run_key
 from service.store.redis_leases import Leases
 from service.store.redis_log import Mirror, interrupt
+from service.store.redis_writer import Writer
 from service.store.remote_run import RemoteRun
 from service.streaming.held_run import HeldRun
 
@@ -44,6 +45,7 @@ class RedisRunStore:
         self.follower = Follower(
             self._blocking, self.commands, control_key(self.process), self._control, self.leases.period
         )
+        self.writer = Writer(self.commands)  # one pooled connection per round trip
         self._tasks: list[asyncio.Task[None]] = []
         self._mirrors: set[asyncio.Task[None]] = set()
         self._published: dict[str, asyncio.Event] = {}
@@ -65,6 +67,7 @@ class RedisRunStore:
         self._tasks = [
             loop.create_task(self.follower.run(), name="store-follower"),
             loop.create_task(self.leases.keep(self.follower, self._owner_dead), name="store-leases"),
+            loop.create_task(self.writer.run(), name="store-writer"),
         ]
         logger.info("store connected", extra={"store": self.settings.redacted_store_url, "store_process": self.process})
 
@@ -74,7 +77,7 @@ class RedisRunStore:
             _, late = await asyncio.wait(self._mirrors, timeout=grace)
             for task in late:  # still retrying a Redis that is gone: what it holds is lost with the process
                 task.cancel()
-        self.follower.closed = self.leases.closed = True
+        self.follower.closed = self.leases.closed = self.writer.closed = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -146,6 +149,7 @@ class RedisRunStore:
         settings = self.settings
         mirror = Mirror(
             self.commands,
+            self.writer,
             held,
             max_events=settings.replay_max_events,
             max_bytes=settings.replay_max_bytes,
