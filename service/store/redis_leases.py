@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 
 from service.store.redis_client import UNREACHABLE
-from service.store.redis_follow import Follower
-from service.store.redis_keys import control_key, process_key, readers_key
+from service.store.redis_follow import RUN_GONE, Follower
+from service.store.redis_keys import control_key, log_key, process_key, readers_key, run_key
 
 
 class Leases:
@@ -72,27 +72,37 @@ class Leases:
         top = await self._commands.zrange(readers_key(run_id), -1, -1, withscores=True)
         return float(top[0][1]) if top else 0.0
 
-    async def dead_owners(self, follower: Follower) -> list[str]:
-        """The runs followed here whose process's lease has lapsed."""
+    async def check(self, follower: Follower) -> tuple[list[str], list[str]]:
+        """The runs followed here whose process's lease has lapsed, and those whose record is gone
+        (a run whose start failed after its Idempotency-Key was claimed, or one deleted)."""
         by_process: dict[str, list[str]] = {}
         for sub in follower.subscriptions:
             by_process.setdefault(sub.process, []).append(sub.key.removeprefix("hs:run:").removesuffix(":log"))
+        if not by_process:
+            return [], []
         processes = list(by_process)
-        if not processes:
-            return []
+        runs = sorted({run for followed in by_process.values() for run in followed})
         pipe = self._commands.pipeline(transaction=False)
         for process in processes:
             pipe.exists(process_key(process))
-        alive = await pipe.execute()
-        return [run for process, up in zip(processes, alive, strict=True) if not up for run in by_process[process]]
+        for run in runs:
+            pipe.exists(run_key(run))
+        replies = await pipe.execute()
+        alive, recorded = replies[: len(processes)], replies[len(processes) :]
+        dead = [run for process, up in zip(processes, alive, strict=True) if not up for run in by_process[process]]
+        return dead, [run for run, there in zip(runs, recorded, strict=True) if not there]
 
     async def keep(self, follower: Follower, on_dead: Callable[[str], Awaitable[None]]) -> None:
-        """Forever: renew the leases, and hand each run whose owner is dead to `on_dead`."""
+        """Forever: renew the leases, hand each run whose owner is dead to `on_dead`, and end the
+        readers of runs whose record is gone."""
         while not self.closed:
             try:
                 await self.renew()
-                for run_id in set(await self.dead_owners(follower)):
+                dead, gone = await self.check(follower)
+                for run_id in set(dead) - set(gone):
                     await on_dead(run_id)
+                for run_id in gone:
+                    follower.end(log_key(run_id), RUN_GONE)
             except UNREACHABLE:
                 pass  # the follower reports it; retried next period
             await asyncio.sleep(self.period)

@@ -166,3 +166,28 @@ async def test_connections_stay_a_handful_while_200_readers_follow_runs_elsewher
     assert len(held_by_b) <= 9, held_by_b  # the command pool (at most 8, the writer's included) and the follower
     for run in runs:
         a.client.delete(f"/runs/{run['run_id']}")
+
+
+async def test_a_reader_of_a_run_whose_record_goes_ends_instead_of_waiting(
+    make_settings: SettingsFactory, redis_url: str
+) -> None:
+    """The run's start failed after its Idempotency-Key was claimed (its record deleted), its process
+    alive: a reader that attached meanwhile ends with `run_expired`, it does not wait for ever."""
+    settings: Settings = make_settings(store_url=redis_url, store_lease=0.6)
+    owner, reader_side = RedisRunStore(settings), RedisRunStore(settings)
+    for store in (owner, reader_side):
+        await store.open()
+    try:
+        await owner.commands.hset(run_key("run_unborn"), mapping={"owner": "00", "process": owner.process})  # type: ignore[misc]
+        handle = await reader_side.get("run_unborn")
+        assert handle is not None
+        reader = await handle.open_reader(None)
+        assert reader is not None
+        await owner.commands.delete(run_key("run_unborn"))
+        async with asyncio.timeout(3):
+            frames = [frame async for frame in reader.frames if not frame.startswith(b":")]
+        reader.on_close()
+        assert [event.json()["type"] for event in parse_sse(b"".join(frames).decode()).events] == ["run_expired"]
+    finally:
+        for store in (owner, reader_side):
+            await store.close(1)
