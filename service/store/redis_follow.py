@@ -73,6 +73,7 @@ class Follower:
         self._asking: dict[str, int] = {}  # what the running XREAD asks for: key -> first position
         self.healthy = True
         self.reads = 0
+        self.handed = 0  # batches of events handed to readers here
         self.closed = False  # a flag, not only a cancel: redis-py may turn a cancel mid-command into an error
 
     @property
@@ -156,6 +157,7 @@ class Follower:
                 terminal = True
                 break
         if frames:
+            self.handed += 1
             sub.queue.put_nowait((b"".join(frames), terminal))
         if terminal:
             self.unfollow(sub)
