@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench.run import ALL_CPUS, Stack, Upstream, _free_port, _pin, both, cpu_seconds, machine
+from bench.run import ALL_CPUS, Stack, Upstream, _client_on, _free_port, _pin, both, cpu_seconds, machine
 
 Pins = tuple[int | None, int | None]
 
@@ -84,6 +84,21 @@ def streams(store: str, pins: Pins, clients: int, tokens: int, redis_pid: int | 
     return result
 
 
+def throughput(store: str, pins: Pins, workers: int, quick: bool) -> dict[str, Any]:
+    """An instant upstream (1,000-token answers), 40 clients: tokens per second through the service.
+    With 2 workers nothing is pinned (as in bench/run.py's throughput scenario)."""
+    tokens, clients, requests = (200, 20, 40) if quick else (1000, 40, 200)
+    env = {"HAYSTREAM_STORE_URL": store, "HAYSTREAM_MAX_STREAMS": "400"}
+    stack = Stack(Upstream(tokens=tokens, token_delay_ms=0), env, workers)
+    with stack.run(pins if workers == 1 else (None, None)) as running, _client_on(ALL_CPUS if workers > 1 else None):
+        asyncio.run(running.load(clients, 20, direct=False))
+        started = time.perf_counter()
+        results = asyncio.run(running.load(clients, requests, direct=False))
+        wall = time.perf_counter() - started
+    exact = sum(tokens for result in results if result.error is None)
+    return {"tokens_per_s": round(exact / wall), "errors": sum(result.error is not None for result in results)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -98,6 +113,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, store, pid in (("memory", "memory://", None), ("redis", url, redis_pid)):
             results[name] = {"ttft1": ttft(store, pins, requests), "c100": streams(store, pins, clients, tokens, pid)}
             print(json.dumps({name: results[name]}), flush=True)
+        results["throughput"] = {
+            "memory_1w": throughput("memory://", pins, 1, args.quick),
+            "redis_1w": throughput(url, pins, 1, args.quick),
+            "redis_2w": throughput(url, pins, 2, args.quick),
+        }
+        print(json.dumps({"throughput": results["throughput"]}), flush=True)
     memory, redis = results["memory"], results["redis"]
     results["redis_adds"] = {
         "ttft_p50_ms": round(redis["ttft1"]["service_ttft_p50_ms"] - memory["ttft1"]["service_ttft_p50_ms"], 2),
