@@ -33,6 +33,7 @@ class Writer:
     async def run(self) -> None:
         while not self.closed:
             await self._ready.wait()
+            await asyncio.sleep(0)  # one more turn of the loop: the other runs' events of this turn join in
             self._ready.clear()
             batch, self._pending = self._pending, []
             if batch:
