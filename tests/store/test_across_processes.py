@@ -166,3 +166,22 @@ def test_a_finished_runs_keys_idempotency_key_included_expire_with_the_retention
         return [int(redis_server.command("PTTL", key).strip(b":\r\n")) for key in run_keys]
 
     wait_until(lambda: all(0 < ttl <= 30_000 for ttl in ttls()), 5, f"the retention as TTLs: {ttls()}")
+
+
+@pytest.mark.parametrize("bound", ["replay_max_events", "replay_max_bytes"])
+def test_the_stream_is_bounded_like_the_log_and_a_resume_before_it_is_refused(
+    pair: Any, redis_server: RedisServer, bound: str
+) -> None:
+    """MAXLEN ~ / MINID ~ trim whole stream nodes (100 entries): 600 events against a bound of 16
+    events, or of 4 KiB of them, leave at most a node or two; a resume from the start gets 410."""
+    limits = {"replay_max_events": 16} if bound == "replay_max_events" else {"replay_max_bytes": 4096}
+    a, b = pair(slow(tokens=600, token_delay=0.002), queue_size=1, **limits)
+    run = a.client.post("/runs", json=body()).json()
+    events = parse_sse(a.client.get(run["events_url"]).text).events
+    assert events[-1].event == "end" and len(events) > 300
+    held = int(redis_server.command("XLEN", f"hs:run:{run['run_id']}:log").strip(b":\r\n"))
+    assert held <= 250, f"{held} entries held"
+    early = b.client.get(run["events_url"], headers={"Last-Event-ID": str(events[3].id)})
+    assert early.status_code == 410 and early.json()["type"] == "replay_unavailable"
+    late = parse_sse(b.client.get(run["events_url"], headers={"Last-Event-ID": str(events[-3].id)}).text).events
+    assert [event.id for event in late] == [event.id for event in events[-2:]]
