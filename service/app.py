@@ -32,7 +32,7 @@ from service.ops.shutdown import drain_on_signals
 from service.ops.tracing import Tracing
 from service.serving import Serving
 from service.settings import Settings
-from service.store.runs import MemoryRunStore
+from service.store.choice import store_for
 from service.streaming.run import Admission
 from service.streaming.threads import WorkerThreads
 from service.upstream.pool import UpstreamPool
@@ -78,6 +78,8 @@ def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
 def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-def]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = store_for(settings)
+        await store.open()  # first: a store that cannot be reached stops the start-up before anything else
         loop = asyncio.get_running_loop()
         threads = WorkerThreads(settings.max_streams + SPARE_THREADS)
         loop.set_default_executor(threads)
@@ -102,7 +104,6 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         if (settings.base_url or "https:").startswith("https:"):  # no base URL: OpenAI's, over https
             upstream.prepare_tls()
         await warm_up(answers)  # before the service says it is ready: a first request as fast as the next
-        store = MemoryRunStore(settings.runs_max_retained, settings.runs_retention)
         serving = app.state.serving = Serving(settings, admission, threads, answers, store, meters, tracing=tracing)
         tracing.start()
         logger.info("ready", extra={"model": settings.model, "max_streams": settings.max_streams})
@@ -112,7 +113,7 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         finally:
             serving.draining = True
             admission.cancel_all()
-            await store.stop_all(TEARDOWN_WAIT)
+            await store.close(TEARDOWN_WAIT)
             await admission.wait_idle(TEARDOWN_WAIT)
             threads.shutdown(wait=False, cancel_futures=True)
             upstream.close()

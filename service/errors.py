@@ -11,6 +11,9 @@ from enum import StrEnum
 import httpx
 import openai
 
+STORE_UNAVAILABLE_MESSAGE = "The service lost its shared store; send the request again shortly."
+INTERRUPTED_MESSAGE = "The process generating this answer stopped before it was complete; send the request again."
+
 
 class ErrorType(StrEnum):
     UPSTREAM_AUTH = "upstream_auth"
@@ -21,6 +24,8 @@ class ErrorType(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     SHUTTING_DOWN = "shutting_down"
     RUN_TIMEOUT = "run_timeout"
+    STORE_UNAVAILABLE = "store_unavailable"
+    INTERRUPTED = "interrupted"
     INTERNAL = "internal"
 
 
@@ -78,6 +83,10 @@ class ReplayUnavailable(Exception):
     """The run is held, but no longer holds the events after the id the client has."""
 
 
+class StoreUnavailable(Exception):
+    """The shared store (HAYSTREAM_STORE_URL) cannot be reached: no new run, and a run writing to it ends."""
+
+
 class RunTooLong(Exception):
     """The run went past HAYSTREAM_RUN_MAX_DURATION and was ended."""
 
@@ -125,6 +134,8 @@ def classify(error: BaseException) -> RunError:
     for cause in reversed(chain(error)):
         if isinstance(cause, ShuttingDown):
             return RunError(ErrorType.SHUTTING_DOWN, "The service is restarting; send the request again.", True)
+        if isinstance(cause, StoreUnavailable):
+            return RunError(ErrorType.STORE_UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, True)
         if isinstance(cause, RunTooLong):
             return RunError(ErrorType.RUN_TIMEOUT, "The run went on longer than the service allows.", False)
         if isinstance(cause, UpstreamIncomplete):

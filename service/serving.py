@@ -1,27 +1,26 @@
 """Serving: admit, start, find, read and stop runs, from plain arguments.
 
 The HTTP edge (`service/http/`) parses a request, calls one of these, and chooses a response for
-what comes back: a `Reader` of a run's events (SSE), a run to answer as one JSON object, or a
-domain error (`service/errors.py`) that the edge maps to a status code in one place
-(`service/http/errors.py`). Nothing here knows HTTP; what two routes share lives here.
+what comes back (`service/asks.py`): a `Reader` of a run's events (SSE), a run to answer as one
+JSON object, or a domain error (`service/errors.py`) that the edge maps to a status code in one
+place (`service/http/errors.py`). Nothing here knows HTTP; what two routes share lives here.
+A run lives in the store (`service/store/`): this process's, or one another process owns.
 """
 
-import hashlib
-from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 from service.answering.answers import Context, available, check_pipeline, prepare
+from service.asks import Answering, Ask, EncoderFor, Reader, named_events
 from service.errors import (
     CapacityExceeded,
     ConversationNotFound,
     InvalidRequest,
-    ReplayUnavailable,
-    RunError,
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    StoreUnavailable,
     UnknownModel,
     classify,
 )
@@ -29,78 +28,16 @@ from service.ops.logs import current_run_id
 from service.ops.metrics import ServiceMetrics
 from service.ops.tracing import RunOutcome, RunTrace, Tracing
 from service.settings import Settings
-from service.store.runs import RunStore
-from service.streaming.collector import ChunkCollector, StreamItem
+from service.store.base import RunHandle, RunStore
+from service.streaming.collector import ChunkCollector
 from service.streaming.event_log import EventLog
 from service.streaming.held_run import HeldRun
 from service.streaming.run import Admission, Run
-from service.streaming.sse import EVENTS, Encoder
+from service.streaming.sse import EVENTS
 from service.streaming.threads import WorkerThreads
 
 DEMO_NOTICE = "Answers come from the built-in demo model, not a real LLM."
 MODEL_PREFIX = "haystream-"  # /v1/models names each pipeline as a model: haystream-chat, haystream-documents
-
-# A run's wire format, given its id (OpenAI's chunks carry a completion id made from it).
-EncoderFor = Callable[[str], Encoder]
-
-
-def named_events(_: str) -> Encoder:
-    return EVENTS
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One question, as every route that starts a run receives it once parsed."""
-
-    api_key: str
-    query: str
-    pipeline: str = "chat"
-    conversation_id: str | None = None
-    # The turns before the query, when the client sends them (/v1/chat/completions) instead of a conversation id.
-    history: tuple[Mapping[str, str], ...] | None = None
-    # Per-request generation options (temperature, max_completion_tokens, user, ...) over the settings' own.
-    generation: Mapping[str, object] | None = None
-
-    @property
-    def owner(self) -> bytes:
-        return owner_of(self.api_key)
-
-
-def _nothing_yet() -> RunError | None:
-    return None
-
-
-def _already() -> bool:
-    return True
-
-
-@dataclass(frozen=True)
-class Reader:
-    """A reader attached to a held run: its SSE frames, and what to call once the response is over.
-
-    `opened` says whether the run has logged more than its `metadata` (or has ended), and
-    `failed_early` gives the run's error if it failed before its first text: a response that has
-    not started yet can then answer with an HTTP status instead (/v1/chat/completions does)."""
-
-    run_id: str
-    frames: AsyncGenerator[bytes, None]
-    on_close: Callable[[], None]
-    opened: Callable[[], bool] = _already
-    failed_early: Callable[[], RunError | None] = _nothing_yet
-
-
-@dataclass(frozen=True)
-class Answering:
-    """A run read whole by one client (a JSON answer): its events, and what to call when done."""
-
-    run_id: str
-    events: AsyncGenerator[StreamItem, None]
-    on_close: Callable[[], None]
-
-
-def owner_of(api_key: str) -> bytes:
-    """Who may attach by Idempotency-Key or resume a POST /chat: a hash of the key, never the key."""
-    return hashlib.sha256(api_key.encode()).digest()
 
 
 @dataclass
@@ -128,11 +65,6 @@ class Serving:
             raise InvalidRequest("query", f"must be at most {self.settings.max_query_chars} characters")
         check_pipeline(self.answers, ask.pipeline)
 
-    async def answer(self, ask: Ask) -> Answering:
-        """Start a run that one client reads whole (not held, so nothing to resume or attach to)."""
-        run, collector = await self._admit(ask)
-        return Answering(run.id, collector.events(), partial(run.close, collector))
-
     def models(self) -> list[str]:
         """The pipelines, named as /v1/models lists them."""
         return [MODEL_PREFIX + name for name in available(self.answers)]
@@ -142,53 +74,64 @@ class Serving:
             raise UnknownModel(model)
         return model.removeprefix(MODEL_PREFIX)
 
+    async def answer(self, ask: Ask) -> Answering:
+        """Start a run that one client reads whole (not held, so nothing to resume or attach to)."""
+        run, collector = await self._admit(ask)
+        return Answering(run.id, collector.events(), partial(run.close, collector))
+
     async def stream(
         self, ask: Ask, *, idempotency_key: str | None, grace: float, encoder: EncoderFor = named_events
-    ) -> Reader:
-        """Start a held run with its first reader attached (so its grace does not start)."""
+    ) -> Reader | None:
+        """Start a held run with its first reader attached (so its grace does not start), or attach to
+        the run the Idempotency-Key is bound to."""
         held = await self._hold(ask, idempotency_key, grace, encoder)
-        reader = self.read(held, None)
+        if not isinstance(held, HeldRun):
+            return await self.read(held, None, wire=encoder("").wire)
+        reader = await self.read(held, None)
         held.start()
         assert reader is not None  # a run just started has every event still to come
         return reader
 
-    async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[HeldRun, bool]:
+    async def start(self, ask: Ask, *, idempotency_key: str | None) -> tuple[RunHandle, bool]:
         """The Idempotency-Key's run if there is one (False), else a new held run, started (True)."""
-        if idempotency_key is not None and (held := self.find(ask, idempotency_key)) is not None:
-            return held, False
+        if idempotency_key is not None and (found := await self.find(ask, idempotency_key)) is not None:
+            return found, False
         held = await self._hold(ask, idempotency_key, self.settings.resume_grace, named_events)
+        if not isinstance(held, HeldRun):
+            return held, False
         held.start()
+        await self.runs.started(held)  # its Location must work on every process at once
         return held, True
 
-    def find(self, ask: Ask, idempotency_key: str, wire: str = EVENTS.wire) -> HeldRun | None:
-        held = self.runs.find(ask.owner, idempotency_key)
-        if held is not None and held.log.encoder.wire != wire:
+    async def find(self, ask: Ask, idempotency_key: str, wire: str = EVENTS.wire) -> RunHandle | None:
+        found = await self.runs.find(ask.owner, idempotency_key)
+        if found is not None and _wire_of(found) not in (None, wire):
             raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
-        return held
+        return found
 
-    def resume(self, ask: Ask, last_event_id: str, wire: str = EVENTS.wire) -> Reader | None:
+    async def resume(self, ask: Ask, last_event_id: str, wire: str = EVENTS.wire) -> Reader | None:
         """Read the caller's run that `last_event_id` belongs to, after that event."""
-        held = self.runs.get(last_event_id.rpartition(":")[0])
-        if held is None or held.owner != ask.owner:
+        found = await self.runs.get(last_event_id.rpartition(":")[0])
+        if found is None or found.owner != ask.owner:
             raise RunExpired
-        if held.log.encoder.wire != wire:
+        if _wire_of(found) not in (None, wire):
             raise InvalidRequest("last-event-id", "belongs to a run started on another endpoint")
-        return self.read(held, last_event_id)
+        return await self.read(found, last_event_id)
 
-    def get(self, run_id: str) -> HeldRun:
-        held = self.runs.get(run_id)
-        if held is None:
+    async def get(self, run_id: str) -> RunHandle:
+        found = await self.runs.get(run_id)
+        if found is None:
             raise RunNotFound
-        return held
+        return found
 
-    def stop(self, run_id: str) -> None:
+    async def stop(self, run_id: str) -> None:
         """DELETE: stop a running run (kept for the retention, so a reader learns it was cancelled);
-        forget one that has ended, however it ended, with its Idempotency-Key."""
-        held = self.get(run_id)
-        if held.ended:
-            self.runs.evict(run_id)
+        forget one of this process's that has ended, however it ended, with its Idempotency-Key."""
+        found = await self.get(run_id)
+        if isinstance(found, HeldRun) and found.ended:
+            self.runs.local.evict(run_id)
         else:
-            held.stop()
+            await found.request_stop()
 
     def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
         messages = self.answers.conversations.messages(conversation_id)
@@ -200,40 +143,81 @@ class Serving:
         if not self.answers.conversations.delete(conversation_id):
             raise ConversationNotFound
 
-    def read(self, held: HeldRun, last_event_id: str | None) -> Reader | None:
-        """A reader of `held`'s events after `last_event_id` (all when None); None: nothing more will come."""
-        log = held.log
-        try:
-            position = log.parse_id(last_event_id)
-        except ValueError:
-            raise InvalidRequest("last-event-id", "is not an event id of this run") from None
-        if position < log.first_held():
-            raise ReplayUnavailable
-        if log.closed and position >= log.next_seq:
+    async def read(self, found: RunHandle, last_event_id: str | None, wire: str | None = None) -> Reader | None:
+        """A reader of a run's events after `last_event_id` (all when None); None: nothing more will come."""
+        if wire is not None and _wire_of(found) not in (None, wire):
+            raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
+        resumed = not isinstance(found, HeldRun) or found.writer is not None  # not a new run's first reader
+        frames = await found.open_reader(last_event_id)
+        if frames is None:
             return None
-        current_run_id.set(held.id)
-        resumed = held.writer is not None  # not the reader a new run starts with
-        end_read = held.run.trace.read(held.id) if resumed else None
-        held.attach()
-        collector = held.collector
+        current_run_id.set(found.id)
+        if not isinstance(found, HeldRun):
+            return Reader(found.id, frames.frames, frames.on_close)
+        end_read = found.run.trace.read(found.id) if resumed else None
 
         def on_close() -> None:
-            held.detach()
+            frames.on_close()
             if end_read is not None:
                 end_read()
 
+        log, collector = found.log, found.collector
         return Reader(
-            held.id,
-            log.frames(position),
+            found.id,
+            frames.frames,
             on_close,
             opened=lambda: log.next_seq > 1 or log.closed,
             failed_early=lambda: collector.error if collector.chunks == 0 else None,
         )
 
-    async def _hold(self, ask: Ask, idempotency_key: str | None, grace: float, encoder: EncoderFor) -> HeldRun:
+    async def _hold(
+        self, ask: Ask, idempotency_key: str | None, grace: float, encoder: EncoderFor
+    ) -> HeldRun | RunHandle:
+        """A new held run, not started; or, when the Idempotency-Key is taken, the run it is bound to."""
         if not self.draining:  # (_admit refuses a draining service)
             self.runs.make_room()
+        if idempotency_key is not None:
+            return await self._hold_once(ask, idempotency_key, grace, encoder)
         run, collector = await self._admit(ask)
+        return await self._put(self._held_run(run, collector, ask, None, grace, encoder), None)
+
+    async def _hold_once(self, ask: Ask, key: str, grace: float, encoder: EncoderFor) -> HeldRun | RunHandle:
+        """The key is claimed before the run is prepared: one generation per key, on every process."""
+        run = self._slot()
+        try:
+            existing = await self.runs.claim(ask.owner, key, run.id)
+        except BaseException:
+            self.admission.release(run)
+            raise
+        if existing is not None:
+            self.admission.release(run)
+            return existing
+        try:
+            collector = await self._prepare(run, ask)
+        except BaseException:
+            await self.runs.unclaim(ask.owner, key, run.id)
+            raise
+        return await self._put(self._held_run(run, collector, ask, key, grace, encoder), key)
+
+    async def _put(self, held: HeldRun, key: str | None) -> HeldRun:
+        try:
+            await self.runs.put(held)
+        except (CapacityExceeded, StoreUnavailable):  # the store filled up (or went) while this run was prepared
+            held.run.cancel()
+            if key is not None:
+                await self.runs.unclaim(held.owner, key, held.id)
+            raise
+        return held
+
+    def _held_run(
+        self,
+        run: Run,
+        collector: ChunkCollector,
+        ask: Ask,
+        idempotency_key: str | None,
+        grace: float,
+        encoder: EncoderFor,
+    ) -> HeldRun:
         settings = self.settings
         log = EventLog(
             run.id,
@@ -242,27 +226,24 @@ class Serving:
             window=settings.queue_size,
             encoder=encoder(run.id),
         )
-        held = HeldRun(
-            run,
-            collector,
-            log,
-            owner=ask.owner,
-            idempotency_key=idempotency_key,
-            grace=grace,
-            on_end=self.runs.ended,
+        owner = ask.owner
+        return HeldRun(
+            run, collector, log, owner=owner, idempotency_key=idempotency_key, grace=grace, on_end=self.runs.ended
         )
-        try:
-            self.runs.put(held)
-        except CapacityExceeded:  # the store filled up with running runs while this one was being prepared
-            run.cancel()
-            raise
-        return held
 
-    async def _admit(self, ask: Ask) -> tuple[Run, ChunkCollector]:
+    def _slot(self) -> Run:
         if self.draining:
             raise ShuttingDown
         run = self.admission.admit()
         current_run_id.set(run.id)
+        return run
+
+    async def _admit(self, ask: Ask) -> tuple[Run, ChunkCollector]:
+        run = self._slot()
+        return run, await self._prepare(run, ask)
+
+    async def _prepare(self, run: Run, ask: Ask) -> ChunkCollector:
+        """Build and start the run's pipeline; an admitted run that cannot start gives its slot back."""
         run.trace = self._trace(run, ask)
         try:
             with run.trace.current():  # the run's span is the parent of Haystack's
@@ -283,14 +264,13 @@ class Serving:
         metadata: dict[str, Any] = {"run_id": run.id, "model": self.settings.model} | answer.metadata
         if self.settings.demo:
             metadata.update(demo=True, notice=DEMO_NOTICE)
-        collector = ChunkCollector(
+        return ChunkCollector(
             run.queue,
             metadata=metadata,
             classify=classify,
             keepalive_interval=self.settings.keepalive_interval,
             on_finished=partial(answer.finished, run),
         )
-        return run, collector
 
     def _trace(self, run: Run, ask: Ask) -> RunTrace:
         settings = self.settings
@@ -304,3 +284,8 @@ class Serving:
             temperature=options.get("temperature"),
             max_tokens=options.get("max_completion_tokens"),
         )
+
+
+def _wire_of(found: RunHandle) -> str | None:
+    """The wire format of a run this process holds; None for one read through another process."""
+    return found.log.encoder.wire if isinstance(found, HeldRun) else None

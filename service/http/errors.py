@@ -29,6 +29,7 @@ from service.errors import (
     RunExpired,
     RunNotFound,
     ShuttingDown,
+    StoreUnavailable,
     Unauthenticated,
     UnknownModel,
 )
@@ -59,6 +60,7 @@ def add_error_handlers(app: FastAPI) -> None:
         ReplayUnavailable: _replay_unavailable,
         UnknownModel: _unknown_model,
         Unauthenticated: _unauthenticated,
+        StoreUnavailable: _store_unavailable,
     }
     for kind, handler in handlers.items():
         app.add_exception_handler(kind, handler)
@@ -85,6 +87,11 @@ async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
     message = "The service is shutting down; retry shortly."
     headers = _retry_after(request) | {"Connection": "close"}
     return _refuse(request, 503, "shutting_down", message, retryable=True, headers=headers)
+
+
+async def _store_unavailable(request: Request, _: StoreUnavailable) -> JSONResponse:
+    message = "The service cannot reach its shared store; retry shortly."
+    return _refuse(request, 503, "store_unavailable", message, retryable=True, headers=_retry_after(request))
 
 
 async def _not_found(request: Request, __: RunNotFound) -> JSONResponse:

@@ -15,9 +15,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.asks import Ask
 from service.errors import Unauthenticated
 from service.http.schemas import is_header_safe_key
-from service.serving import Ask
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

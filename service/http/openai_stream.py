@@ -14,11 +14,11 @@ import json
 
 from starlette.types import Send
 
+from service.asks import Reader
 from service.errors import RunError
 from service.http.json_answer import OPENAI_STATUS_FOR_ERROR
 from service.http.responses import EventStreamResponse
 from service.http.send_watchdog import SendWatchdog
-from service.serving import Reader
 from service.streaming.openai_chunks import run_error_object
 from service.streaming.sse import KEEPALIVE_FRAME
 

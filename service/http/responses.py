@@ -16,9 +16,9 @@ from typing import TypeVar
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from service.asks import Reader
 from service.http.schemas import ErrorBody
 from service.http.send_watchdog import SendWatchdog
-from service.serving import Reader
 
 T = TypeVar("T")
 

@@ -6,8 +6,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from service.answering.conversations import is_valid_id as is_valid_conversation_id
+from service.asks import Ask
 from service.errors import InvalidRequest
-from service.serving import Ask
 
 # Printable ASCII, no spaces: anything else cannot travel in an Authorization header.
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")

@@ -134,6 +134,31 @@ class EventLog:
                 if keepalive and position == self.next_seq and not self.closed:
                     yield KEEPALIVE_FRAME
 
+    async def copy(self, position: int) -> AsyncGenerator[tuple[int, list[bytes]], None]:
+        """For a copy of the log kept elsewhere: `(sequence number of the first, frames)`, each frame whole,
+        from `position` on; counts as a reader for the backpressure; ends when closed (or fallen behind)."""
+        while True:
+            if position < self.next_seq:
+                if position < self._first:
+                    return
+                start = self._head + position - self._first
+                batch, first = self._frames[start:], position
+                position = self.next_seq
+                if position > self.read_to:
+                    self.read_to = position
+                    self._release_producer()
+                yield first, batch
+            elif self.closed:
+                return
+            else:
+                waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if not waiter.done():
+                        self._waiters.remove(waiter)
+
     # Internals.
 
     def _wake(self, keepalive: bool) -> None:

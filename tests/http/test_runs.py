@@ -1,7 +1,8 @@
 """Resumable runs over real HTTP: a run outlives its connection, replays from Last-Event-ID, and is bounded.
 
 Every test drives a real uvicorn and the local demo upstream, and checks what the upstream saw:
-a resumed or attached run is one upstream request, never two.
+a resumed or attached run is one upstream request, never two. Each runs against both stores
+(`memory://` and a real redis-server): the shared suite; tests/store/ has what needs two processes.
 """
 
 import socket
@@ -60,11 +61,17 @@ def idle(service: LiveService) -> None:
     wait_until(lambda: state.admission.active == 0, 10, "every run to be released")
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against both stores: the same promises, one process."""
+    return "memory://" if request.param == "memory" else str(request.getfixturevalue("redis_url"))
+
+
 @pytest.fixture
-def service(live_service: LiveFactory, upstream_server: DemoModelServer) -> Any:
+def service(live_service: LiveFactory, upstream_server: DemoModelServer, store_url: str) -> Any:
     def start(behaviour: Behaviour | None = None, **settings: Any) -> LiveService:
         upstream_server.behaviour = behaviour or slow()
-        return live_service(**({"resume_grace": 10.0, "queue_size": 4} | settings))
+        return live_service(**({"resume_grace": 10.0, "queue_size": 4, "store_url": store_url} | settings))
 
     return start
 
@@ -244,13 +251,22 @@ def test_replay_is_bounded_and_a_resume_from_before_it_is_refused(
     assert tail.events == events[-9:]
 
 
-def test_retained_runs_are_bounded_oldest_finished_first(service: Any, upstream_server: DemoModelServer) -> None:
+def test_retained_runs_are_bounded_oldest_finished_first(
+    service: Any, upstream_server: DemoModelServer, store_url: str
+) -> None:
+    """The bound is on what this process holds. In Redis an evicted finished run stays readable until
+    its keys' TTL (the retention): the process no longer holds it, any process can still replay it."""
     live = service(max_streams=2, runs_max_retained=2, behaviour=slow(tokens=3))
     first, second = (live.client.post("/runs", json=body()).json() for _ in range(2))
     for run in (first, second):
         assert parse_sse(live.client.get(run["events_url"]).text).events[-1].event == "end"
     third = live.client.post("/runs", json=body()).json()
-    assert live.client.get(first["events_url"]).status_code == 404, "the oldest finished run is evicted"
+    assert live.state.runs.local.get(first["run_id"]) is None, "the oldest finished run is evicted"
+    evicted = live.client.get(first["events_url"])
+    if store_url == "memory://":
+        assert evicted.status_code == 404
+    else:
+        assert parse_sse(evicted.text).events[-1].event == "end"
     assert live.client.get(second["events_url"]).status_code == 200
     assert live.client.get(third["events_url"]).status_code == 200
 
@@ -271,7 +287,7 @@ def test_a_run_the_store_refuses_after_all_is_cancelled_with_a_503(
     the run, already started, is refused and cancelled, not left running with nobody to read it."""
     live = service(behaviour=slow(tokens=1000, token_delay=0.05))
 
-    def full(held: object) -> None:
+    async def full(held: object) -> None:
         raise CapacityExceeded
 
     monkeypatch.setattr(live.state.runs, "put", full)
@@ -347,6 +363,6 @@ def test_a_run_nobody_reads_yet_still_ends_and_stays_readable(service: Any, upst
     live = service(queue_size=4, resume_grace=1.0, behaviour=slow(tokens=2))  # at most 4 frames: the window
     run = live.client.post("/runs", json=body()).json()
     store = live.state.runs
-    wait_until(lambda: (held := store.get(run["run_id"])) is not None and held.ended, 5, "the unread run to end")
+    wait_until(lambda: (held := store.local.get(run["run_id"])) is not None and held.ended, 5, "the unread run to end")
     events = parse_sse(live.client.get(run["events_url"]).text).events
     check_whole(events, [], upstream_server.behaviour)

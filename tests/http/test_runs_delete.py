@@ -13,6 +13,7 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
 from service.serving import Serving
 from tests.conftest import SettingsFactory
+from tests.support.runs import local_run
 from tests.support.servers import asgi_client_for
 from tests.support.sse import parse_sse
 from tests.support.waiting import until
@@ -36,7 +37,7 @@ def service(upstream_server: DemoModelServer, make_settings: SettingsFactory) ->
 
 
 async def ended(serving: Serving, run_id: str) -> None:
-    held = serving.get(run_id)
+    held = await local_run(serving, run_id)
     await until(lambda: held.ended, message="the run to end")
 
 

@@ -14,6 +14,7 @@ from service.demo_model import Behaviour, DemoModelServer
 from service.errors import ShuttingDown
 from service.serving import Serving
 from tests.conftest import SettingsFactory
+from tests.support.runs import local_run
 from tests.support.servers import asgi_client_for
 from tests.support.sse import parse_sse
 from tests.support.waiting import until
@@ -51,7 +52,7 @@ async def test_a_run_stopped_with_delete_is_cancelled_in_its_event_log_line_and_
     async with service(LONG, resume_grace=30.0) as (client, serving):
         run_id = (await client.post("/runs", json=BODY)).json()["run_id"]
         await until(lambda: upstream_server.requests, message="the upstream request")
-        held = serving.get(run_id)
+        held = await local_run(serving, run_id)
         assert (await client.delete(f"/runs/{run_id}")).status_code in (200, 204)
         await until(lambda: held.ended, message="the run to end")
         events = parse_sse((await client.get(f"/runs/{run_id}/events")).text).events
@@ -71,7 +72,7 @@ async def test_a_run_held_up_by_its_log_past_its_max_duration_ends_with_run_time
     one_token = Behaviour(tokens=1, first_token_delay=0, token_delay=0)
     async with service(one_token, run_max_duration=0.5, resume_grace=30.0, queue_size=2) as (client, serving):
         run_id = (await client.post("/runs", json=BODY)).json()["run_id"]
-        held = serving.get(run_id)
+        held = await local_run(serving, run_id)
         await until(lambda: held.ended, within=10, message="the run to end at its maximum duration")
         events = parse_sse((await client.get(f"/runs/{run_id}/events")).text).events
         metrics = (await client.get("/metrics")).text
@@ -107,7 +108,7 @@ async def test_a_held_run_nobody_reads_ended_by_a_shutdown_says_shutting_down(
     caplog.set_level(logging.INFO, logger="service.streaming.run")
     fast = Behaviour(tokens=1000, first_token_delay=0, token_delay=0)
     async with service(fast, resume_grace=30.0, queue_size=2) as (client, serving):
-        held = serving.get((await client.post("/runs", json=BODY)).json()["run_id"])
+        held = await local_run(serving, (await client.post("/runs", json=BODY)).json()["run_id"])
         await until(lambda: held.log.next_seq >= 2, message="the log's window to fill")
         assert serving.admission.fail_all(ShuttingDown()) == 1  # what the drain does past its grace
     frames = [frame async for frame in held.log.frames(0)]  # the teardown ended the log

@@ -98,14 +98,14 @@ def run_nginx(conf: str, workdir: Path, port: int) -> Iterator[str]:
 
 
 @contextmanager
-def nginx_in_front(service_url: str, tweaks: Tweaks = AS_SHIPPED) -> Iterator[str]:
-    """The reference config, with these tweaks, in front of `service_url`."""
+def nginx_in_front(service_url: str, tweaks: Tweaks = AS_SHIPPED, *more_urls: str) -> Iterator[str]:
+    """The reference config, with these tweaks, in front of `service_url` (and, round-robin, `more_urls`)."""
     require("nginx")
     workdir = Path(tempfile.mkdtemp(prefix="haystream-nginx-"))
     workdir.chmod(0o755)  # nginx's workers run as an unprivileged user when the master is root
     try:
         port = unused_port()
-        upstream = urlsplit(service_url).netloc
+        upstream = "; server ".join(urlsplit(url).netloc for url in (service_url, *more_urls))
         conf = render(REFERENCE.read_text(), port=port, upstream=upstream, workdir=workdir, tweaks=tweaks)
         with run_nginx(conf, workdir, port) as url:
             yield url

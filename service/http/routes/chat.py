@@ -58,9 +58,9 @@ async def chat(
         answering = await serving.answer(ask)
         return JSONAnswerResponse(answering.events, answering.on_close, settings.retry_after)
     if last_event_id is not None:  # a retry: resume the run this id belongs to, or say why not
-        return event_stream(serving.resume(ask, last_event_id), settings.send_timeout)
-    if idempotency_key is not None and (held := serving.find(ask, idempotency_key)) is not None:
-        return event_stream(serving.read(held, None), settings.send_timeout)
+        return event_stream(await serving.resume(ask, last_event_id), settings.send_timeout)
+    if idempotency_key is not None and (held := await serving.find(ask, idempotency_key)) is not None:
+        return event_stream(await serving.read(held, None), settings.send_timeout)
     grace = settings.resume_grace if idempotency_key is not None else settings.chat_resume_grace
     reader = await serving.stream(ask, idempotency_key=idempotency_key, grace=grace)
     return event_stream(reader, settings.send_timeout)

@@ -32,7 +32,10 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", responses={503: {"description": "Shutting down, or saturated: no new streams are admitted now."}}
+    "/readyz",
+    responses={
+        503: {"description": "Shutting down, saturated, or the shared store is unreachable: no new streams now."}
+    },
 )
 @router.head("/readyz", include_in_schema=False)
 async def readyz(serving: ServingDep) -> JSONResponse:
@@ -41,6 +44,8 @@ async def readyz(serving: ServingDep) -> JSONResponse:
     active = admission.active
     if serving.draining:
         return JSONResponse({"status": "draining", "active_streams": active}, 503)
+    if not serving.runs.available:
+        return JSONResponse({"status": "store_unavailable", "active_streams": active}, 503)
     reason = admission.pressure()
     if reason is None:
         return JSONResponse({"status": "ready", "active_streams": active})

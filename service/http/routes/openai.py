@@ -79,12 +79,14 @@ async def chat_completions(
             answering.events, answering.on_close, settings.retry_after, model=body.model, created=created
         )
     if last_event_id is not None:
-        return event_stream(serving.resume(ask, last_event_id, OpenAIChunks.wire), settings.send_timeout)
-    if idempotency_key is not None and (held := serving.find(ask, idempotency_key, OpenAIChunks.wire)) is not None:
-        return event_stream(serving.read(held, None), settings.send_timeout)
+        return event_stream(await serving.resume(ask, last_event_id, OpenAIChunks.wire), settings.send_timeout)
+    if idempotency_key is not None and (held := await serving.find(ask, idempotency_key, OpenAIChunks.wire)):
+        return event_stream(await serving.read(held, None), settings.send_timeout)
     encoder = partial(_chunks, body.model, created, body.include_usage)
     grace = settings.resume_grace if idempotency_key is not None else settings.chat_resume_grace
     reader = await serving.stream(ask, idempotency_key=idempotency_key, grace=grace, encoder=encoder)
+    if reader is None:  # the Idempotency-Key's run, already ended and read to its end
+        return event_stream(None, settings.send_timeout)
     return OpenAIStreamResponse(reader, settings.send_timeout, settings.retry_after)
 
 

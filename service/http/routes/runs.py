@@ -56,7 +56,7 @@ async def create_run(
 
 @router.get("/runs/{run_id}/events", response_class=Response, responses=_NOT_FOUND)
 async def run_events(run_id: str, serving: ServingDep, last_event_id: LastEventId = None) -> Response:
-    reader = serving.read(serving.get(run_id), last_event_id)
+    reader = await serving.read(await serving.get(run_id), last_event_id)
     return event_stream(reader, serving.settings.send_timeout)
 
 
@@ -64,5 +64,5 @@ async def run_events(run_id: str, serving: ServingDep, last_event_id: LastEventI
 async def stop_run(run_id: str, serving: ServingDep) -> Response:
     """Stop a running run (its readers get a `cancelled` event, and it stays readable for the
     retention), or forget one that has ended, however it ended."""
-    serving.stop(run_id)
+    await serving.stop(run_id)
     return Response(status_code=204)
