@@ -22,7 +22,7 @@ test: $(STAMP) test-deps
 
 # Programs the browser, nginx, client-module and egress-proxy tests drive, as command:debian-package. Each is
 # installed with apt-get only when missing, and only as root (CI); elsewhere those tests skip.
-TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm tinyproxy:tinyproxy
+TEST_TOOLS := chromium:chromium nginx:nginx node:nodejs npm:npm tinyproxy:tinyproxy redis-server:redis-server
 
 test-deps:
 	@missing=""; \

@@ -18,6 +18,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -27,6 +28,7 @@ from pipelines import SAMPLE_DOCUMENTS
 Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 _ORIGIN = re.compile(r"https?://([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
+STORE_SCHEMES = ("memory", "redis", "rediss", "unix")
 MAX_QUERY_BYTES_PER_CHAR = 4  # UTF-8's longest character, as browsers' JSON.stringify sends it
 BODY_OVERHEAD = 1024  # the key, the field names and JSON punctuation
 
@@ -126,6 +128,12 @@ class Settings(BaseSettings):
         default=600.0, description="A run still going after this many seconds ends with a run_timeout error."
     )
 
+    # Where runs, their events and Idempotency-Keys live: this process (memory://) or a shared Redis.
+    store_url: str = Field(
+        default="memory://",
+        description="memory:// (one process), or redis://[:password@]host:port/db, rediss:// (TLS), unix:///path.",
+    )
+
     # The built-in demo model server.
     demo: bool = Field(default=False, description="Serve answers from the built-in demo model.")
     demo_token_delay: Annotated[float, Field(ge=0, le=10)] = Field(
@@ -189,6 +197,24 @@ class Settings(BaseSettings):
                 raise ValueError("starts with '[' but is not a JSON list") from None
         return [origin.strip() for origin in value.split(",") if origin.strip()]
 
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in STORE_SCHEMES:
+            raise ValueError(f"must start with one of {', '.join(s + '://' for s in STORE_SCHEMES)}")
+        if parts.scheme == "memory" and (parts.netloc or parts.path or parts.query):
+            raise ValueError("memory:// takes nothing after the scheme")
+        if parts.scheme in ("redis", "rediss") and not parts.hostname:
+            raise ValueError("a redis:// or rediss:// URL needs a host, as in redis://127.0.0.1:6379/0")
+        if parts.scheme == "unix" and not parts.path:
+            raise ValueError("a unix:// URL needs the socket's path, as in unix:///run/redis.sock")
+        return url
+
+    @property
+    def redacted_store_url(self) -> str:
+        return redacted_url(self.store_url)
+
     @field_validator("cors_origins")
     @classmethod
     def _check_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
@@ -227,3 +253,14 @@ class Settings(BaseSettings):
         if self.max_completion_tokens is not None:
             kwargs[self.max_tokens_field.value] = self.max_completion_tokens
         return kwargs
+
+
+def redacted_url(url: str) -> str:
+    """`url` with any password replaced by `***`: what logs and error messages may show."""
+    parts = urlsplit(url)
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
+    if parts.password is None:
+        return url if query == parts.query else urlunsplit(parts._replace(query=query))
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}", query=query))

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer
 from service.serving import Serving
 from service.settings import Settings
+from tests.support.redis_server import RedisServer
 from tests.support.servers import asgi_client_for, run_server
 
 UPSTREAM = "http://upstream.test/v1"
@@ -84,3 +86,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if "external" in item.path.parts or fixtures & EXTERNAL_FIXTURES:
             item.add_marker(pytest.mark.external)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole test run (skipped, or failed under CI, without the binary)."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared redis-server's URL, emptied first (FLUSHALL), so each test starts from nothing."""
+    if not redis_server.running:
+        redis_server.start()
+    redis_server.command("FLUSHALL")
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may `stop()` and `start()` again (same port)."""
+    with RedisServer(tmp_path) as server:
+        yield server

@@ -124,3 +124,39 @@ def test_the_demo_from_the_environment_answers_from_the_sample_documents(monkeyp
     monkeypatch.delenv("HAYSTREAM_DEMO")
     monkeypatch.delenv("HAYSTREAM_DOCUMENTS_DIR")
     assert Settings().documents_dir is None
+
+
+def test_the_store_is_this_process_by_default() -> None:
+    assert Settings().store_url == "memory://"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:secret@redis.internal:6380/2", "unix:///run/redis.sock"]
+)
+def test_store_url_accepts_redis_urls(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("HAYSTREAM_STORE_URL", url)
+    assert Settings().store_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://db/1", "redis:///0", "memory://somewhere", "127.0.0.1:6379", "unix://", "http://redis"]
+)
+def test_store_url_refuses_what_is_not_a_store(url: str) -> None:
+    with pytest.raises(ValidationError, match="store_url"):
+        Settings(store_url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+        ("rediss://app:hunter2@redis.internal:6380/1", "rediss://app:***@redis.internal:6380/1"),
+        ("redis://redis:6379/0?password=hunter2&db=1", "redis://redis:6379/0?password=***&db=1"),
+        ("redis://redis:6379/0", "redis://redis:6379/0"),
+        ("memory://", "memory://"),
+    ],
+)
+def test_the_store_urls_password_is_never_shown(url: str, shown: str) -> None:
+    settings = Settings(store_url=url)
+    assert settings.redacted_store_url == shown
+    assert "hunter2" not in settings.redacted_store_url
