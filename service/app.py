@@ -9,9 +9,11 @@ stream on a 2-core machine. Admission (`Admission`) refuses what the pool cannot
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from haystack.utils import Secret
 from starlette.middleware.cors import CORSMiddleware
 
 from pipelines.documents import load_documents
@@ -28,6 +30,8 @@ from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
 from service.serving import Serving
 from service.settings import Settings
+from service.store.conversations import MemoryConversationStore
+from service.store.redis_conversations import RedisConversationStore
 from service.store.runs import MemoryRunStore
 from service.streaming.run import Admission
 from service.streaming.threads import WorkerThreads
@@ -46,6 +50,9 @@ CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 CORS_EXPOSE = ["location", "retry-after"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
+# A shared conversation store's calls run on threads of their own, each with at most one connection:
+# two per request (open, then record the turn), each one round trip.
+CONVERSATION_THREADS = 4
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -99,7 +106,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             upstream.close()
             if gc is not None:
                 gc.close()
-            answers.conversations.clear()
+            answers.conversations.close()
             meters.close()
 
     return lifespan
@@ -110,8 +117,19 @@ def _answers(settings: Settings) -> Context:
     documents = load_documents(settings.documents_dir) if settings.documents_dir is not None else None
     if documents is not None:
         logger.info("documents loaded", extra={"documents": documents.count_documents()})
-    conversations = Conversations(settings.max_conversations, settings.conversation_max_messages)
-    return Context(settings, conversations, documents, InputGuard(settings.blocked_terms))
+    return Context(settings, _conversations(settings), documents, InputGuard(settings.blocked_terms))
+
+
+def _conversations(settings: Settings) -> Conversations:
+    if settings.store_url == "memory://":
+        return Conversations(MemoryConversationStore(settings.max_conversations, settings.conversation_max_messages))
+    store = RedisConversationStore(
+        Secret.from_token(settings.store_url),  # a token Secret refuses to_dict: the URL's password stays here
+        ttl=settings.conversation_ttl,
+        max_messages=settings.conversation_max_messages,
+        connections=CONVERSATION_THREADS,
+    )
+    return Conversations(store, ThreadPoolExecutor(CONVERSATION_THREADS, thread_name_prefix="conversations"))
 
 
 def app_from_env() -> FastAPI:

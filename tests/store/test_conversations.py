@@ -1,0 +1,237 @@
+"""The conversation stores, memory and Redis, held to one suite: the ChatMessageStore protocol and Conversations.
+
+The Redis runs are against a real redis-server (tests/support/redis_server.py), emptied before each test.
+Backend-specific bounds follow: least recently used out (memory), a time to live renewed on use (Redis).
+"""
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from haystack.dataclasses import ChatMessage
+from haystack.utils import Secret
+from haystack_experimental.chat_message_stores.types import ChatMessageStore
+
+from service.answering.conversations import ID_PATTERN, Conversations
+from service.store.conversations import ConversationStore, MemoryConversationStore
+from service.store.redis_conversations import RedisConversationStore
+from tests.support.redis_contents import commands
+from tests.support.waiting import wait_until
+
+# Both are ChatMessageStores as mypy sees them: a pipeline's ChatMessageRetriever takes either.
+PROTOCOL_IMPLEMENTATIONS: tuple[type[ChatMessageStore], ...] = (MemoryConversationStore, RedisConversationStore)
+
+StoreFactory = Callable[..., ConversationStore]
+
+
+def turn(n: int) -> list[ChatMessage]:
+    return [ChatMessage.from_user(f"q{n}"), ChatMessage.from_assistant(f"a{n}")]
+
+
+def texts(messages: list[ChatMessage] | None) -> list[str | None]:
+    assert messages is not None
+    return [message.text for message in messages]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[StoreFactory]:
+    """A factory of stores of one backend, `max_messages` and (Redis) `ttl` as given; all closed after."""
+    made: list[ConversationStore] = []
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+
+    def make(max_messages: int = 10, ttl: float = 60.0, max_conversations: int = 100) -> ConversationStore:
+        store: ConversationStore
+        if url is None:
+            store = MemoryConversationStore(max_conversations, max_messages)
+        else:
+            store = RedisConversationStore(Secret.from_token(url), ttl=ttl, max_messages=max_messages)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+# The ChatMessageStore protocol.
+
+
+def test_written_messages_come_back_in_order_with_role_text_and_meta(make_store: StoreFactory) -> None:
+    store = make_store()
+    messages = [ChatMessage.from_user("Hi ü", meta={"lang": "de"}), ChatMessage.from_assistant("Hallo")]
+    assert store.write_messages("chat-1", messages) == 2
+    back = store.retrieve_messages("chat-1")
+    assert [(m.role.value, m.text) for m in back] == [("user", "Hi ü"), ("assistant", "Hallo")]
+    assert back[0].meta["lang"] == "de"
+    assert store.count_messages("chat-1") == 2
+    assert store.retrieve_messages("chat-2") == [] and store.count_messages("chat-2") == 0
+
+
+def test_messages_get_distinct_ids_and_a_rewrite_of_stored_ones_is_skipped(make_store: StoreFactory) -> None:
+    store = make_store()
+    store.write_messages("chat", turn(1))
+    stored = store.retrieve_messages("chat")
+    assert len({m.meta["chat_message_id"] for m in stored}) == 2
+    assert store.write_messages("chat", stored) == 0  # a retried write adds nothing
+    assert store.write_messages("chat", turn(2)) == 2
+    assert texts(store.retrieve_messages("chat")) == ["q1", "a1", "q2", "a2"]
+
+
+def test_system_messages_are_not_stored(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert store.write_messages("chat", [ChatMessage.from_system("You are..."), *turn(1)]) == 2
+    assert texts(store.retrieve_messages("chat")) == ["q1", "a1"]
+
+
+def test_last_k_retrieves_the_last_rounds(make_store: StoreFactory) -> None:
+    store = make_store()
+    for n in range(3):
+        store.write_messages("chat", turn(n))
+    assert texts(store.retrieve_messages("chat", last_k=2)) == ["q1", "a1", "q2", "a2"]
+    assert store.retrieve_messages("chat", last_k=0) == []
+    with pytest.raises(ValueError, match="last_k"):
+        store.retrieve_messages("chat", last_k=-1)
+
+
+def test_delete_messages_forgets_one_conversation_and_delete_all_every_one(make_store: StoreFactory) -> None:
+    store = make_store()
+    for chat in ("a", "b", "c"):
+        store.write_messages(chat, turn(1))
+    store.delete_messages("a")
+    assert store.count_messages("a") == 0 and store.count_messages("b") == 2
+    store.delete_all_messages()
+    assert store.count_messages("b") == 0 and store.count_messages("c") == 0
+
+
+def test_a_conversation_keeps_its_newest_whole_turns_within_max_messages(make_store: StoreFactory) -> None:
+    store = make_store(max_messages=5)
+    for n in range(6):
+        store.write_messages("chat", turn(n))
+    assert texts(store.retrieve_messages("chat")) == ["q4", "a4", "q5", "a5"]
+
+
+def test_a_store_rebuilt_from_its_dict_has_its_configuration(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    store = make_store(max_messages=6)
+    if isinstance(store, RedisConversationStore):  # serialisable only with the URL in the environment
+        monkeypatch.setenv("HAYSTREAM_STORE_URL", request.getfixturevalue("redis_url"))
+        store = RedisConversationStore(Secret.from_env_var("HAYSTREAM_STORE_URL"), max_messages=6)
+    data = store.to_dict()
+    rebuilt = type(store).from_dict(data)
+    assert type(rebuilt) is type(store) and rebuilt.to_dict() == data
+    assert rebuilt.max_messages == 6
+    rebuilt.close()
+    store.close()
+
+
+# Conversations, on either store.
+
+
+@pytest.fixture
+def conversations(make_store: StoreFactory) -> Conversations:
+    store = make_store(max_messages=5)
+    executor = ThreadPoolExecutor(2) if isinstance(store, RedisConversationStore) else None
+    return Conversations(store, executor)
+
+
+async def test_ids_are_issued_by_the_server_unguessable_and_distinct(conversations: Conversations) -> None:
+    ids = {(await conversations.open("new")).id for _ in range(50)}
+    assert len(ids) == 50
+    assert all(ID_PATTERN.fullmatch(i) for i in ids)
+    # A well-formed id the store does not know starts a new conversation under a fresh id, not the client's.
+    planted = "conv_" + "A" * 32
+    assert (await conversations.open(planted)).id != planted
+
+
+async def test_a_new_conversation_is_known_before_its_first_turn(conversations: Conversations) -> None:
+    conversation = await conversations.open("new")
+    assert await conversations.messages(conversation.id) == []
+    assert (await conversations.open(conversation.id)).id == conversation.id
+
+
+async def test_old_turns_are_dropped_whole_and_new_ones_still_stored(conversations: Conversations) -> None:
+    """Regression: the store numbered messages by count, so after a trim new turns collided and were dropped."""
+    conversation = await conversations.open("new")
+    for n in range(6):
+        assert await conversations.record_turn(conversation.id, f"q{n}", f"a{n}")
+    assert await conversations.messages(conversation.id) == [
+        {"role": "user", "content": "q4"},
+        {"role": "assistant", "content": "a4"},
+        {"role": "user", "content": "q5"},
+        {"role": "assistant", "content": "a5"},
+    ]
+    assert (await conversations.open(conversation.id)).turns == 2
+
+
+async def test_a_deleted_conversation_is_not_revived_by_a_late_turn(conversations: Conversations) -> None:
+    conversation = await conversations.open("new")
+    assert await conversations.delete(conversation.id)
+    assert not await conversations.delete(conversation.id)
+    assert not await conversations.record_turn(conversation.id, "q", "a")
+    assert await conversations.messages(conversation.id) is None
+
+
+# The bound on how many: least recently used out (memory), a time to live renewed on use (Redis).
+
+
+async def test_the_least_recently_used_conversation_is_evicted_from_memory() -> None:
+    store = MemoryConversationStore(max_conversations=2, max_messages=10)
+    conversations = Conversations(store)
+    first, second = await conversations.open("new"), await conversations.open("new")
+    await conversations.record_turn(first.id, "q", "a")  # first is now the more recently used
+    await conversations.open("new")
+    assert await conversations.messages(second.id) is None
+    assert await conversations.messages(first.id) == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "a"},
+    ]
+    assert len(store) == 2
+
+
+def test_a_redis_conversation_expires_when_unused_for_its_ttl(redis_url: str) -> None:
+    store = RedisConversationStore(Secret.from_token(redis_url), ttl=0.2)
+    store.create("chat")
+    assert store.append_turn("chat", turn(1))
+    wait_until(lambda: store.messages("chat") is None, 5, "the conversation to expire")
+    with commands(redis_url) as command:
+        assert command("KEYS", "*") == []  # every key of it: marker, messages, ids
+    store.close()
+
+
+def test_using_a_redis_conversation_renews_its_ttl_on_every_key(redis_url: str) -> None:
+    store = RedisConversationStore(Secret.from_token(redis_url), ttl=60)
+    store.create("chat")
+    store.append_turn("chat", turn(1))
+    with commands(redis_url) as command:
+        keys = command("KEYS", "*")
+        assert len(keys) == 3
+        for key in keys:
+            command("PEXPIRE", key, 1000)
+        assert store.messages("chat") is not None  # a read (GET /conversations/{id}) leaves the TTL
+        assert all(0 < command("PTTL", key) <= 1000 for key in keys)
+        assert texts(store.messages("chat", touch=True)) == ["q1", "a1"]  # a use renews it
+        assert all(59_000 < command("PTTL", key) <= 60_000 for key in keys)
+    store.close()
+
+
+def test_two_redis_stores_share_a_conversation_as_two_processes_do(redis_url: str) -> None:
+    one, other = (RedisConversationStore(Secret.from_token(redis_url)) for _ in range(2))
+    one.create("chat")
+    assert other.append_turn("chat", turn(1))
+    assert texts(one.messages("chat")) == ["q1", "a1"]
+    assert one.forget("chat") and other.messages("chat") is None
+    one.close()
+    other.close()
+
+
+def test_the_store_urls_password_is_never_serialised(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = RedisConversationStore(Secret.from_token(redis_url.replace("//", "//:hunter2@")))
+    with pytest.raises(ValueError, match="Cannot serialize token-based secret"):
+        store.to_dict()
+    store.close()
+    monkeypatch.setenv("HAYSTREAM_STORE_URL", redis_url.replace("//", "//:hunter2@"))
+    by_name = RedisConversationStore(Secret.from_env_var("HAYSTREAM_STORE_URL"))
+    assert "hunter2" not in str(by_name.to_dict())
+    assert by_name.to_dict()["init_parameters"]["url"]["env_vars"] == ["HAYSTREAM_STORE_URL"]
+    by_name.close()
