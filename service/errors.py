@@ -59,6 +59,10 @@ class ReplayUnavailable(Exception):
     """The run is held, but no longer holds the events after the id the client has."""
 
 
+class StoreUnavailable(Exception):
+    """The shared store (HAYSTREAM_STORE_URL) cannot be reached: no new run, and a run writing to it ends."""
+
+
 class RunTooLong(Exception):
     """The run went past HAYSTREAM_RUN_MAX_DURATION and was ended."""
 

@@ -20,7 +20,7 @@ from pipelines.generator import UpstreamOptions
 from pipelines.refusal import build_refusal_pipeline
 from service.answering.conversations import Conversation, Conversations
 from service.answering.guard import InputGuard
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, StoreUnavailable
 from service.ops.logs import failure_fields
 from service.settings import Settings
 from service.streaming.bridge import StreamBridge
@@ -62,7 +62,7 @@ class Answer:
             return
         try:
             await self.conversations.record_turn(self.conversation.id, self.query, run.reply)
-        except Exception as error:
+        except StoreUnavailable as error:
             logger.warning("turn not stored", extra=failure_fields(error))
 
 

@@ -23,8 +23,10 @@ never on the event loop, and the pool holds at most `connections` connections, o
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 from haystack import default_from_dict, default_to_dict
@@ -32,9 +34,15 @@ from haystack.dataclasses import ChatMessage, ChatRole
 from haystack.utils import Secret, deserialize_secrets_inplace
 from haystack_experimental.chat_message_stores.in_memory import InMemoryChatMessageStore
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from service.errors import StoreUnavailable
 from service.store.conversations import MESSAGE_ID
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # KEYS: marker, messages, ids. ARGV: ttl ms, max messages, "1" to create it if unknown ("0": only if it
 # exists, else -1), then (id, message) pairs. Returns how many messages were written.
@@ -71,7 +79,23 @@ return redis.call('LRANGE', KEYS[2], 0, -1)
 """
 
 STORE_URL_ENV = "HAYSTREAM_STORE_URL"
-TIMEOUT = 2.0  # seconds for a connect or a reply: a lost Redis fails a request, it does not hang it
+PREFIX = "hs:"  # the run store's too (service/store/redis_keys.py): one namespace to grant, list or flush
+CONNECT_TIMEOUT = 1.0  # seconds: a Redis that is gone is noticed quickly, and the request gets a 503
+COMMAND_TIMEOUT = 2.0
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def reachable(method: Callable[P, T]) -> Callable[P, T]:
+    """A Redis that cannot be reached becomes `StoreUnavailable` (a 503 at the edge); anything else passes through."""
+
+    @wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except UNREACHABLE as error:
+            raise StoreUnavailable from error
+
+    return call
 
 
 class RedisConversationStore:
@@ -81,7 +105,7 @@ class RedisConversationStore:
         *,
         ttl: float = 3600.0,
         max_messages: int = 40,
-        prefix: str = "haystream:",
+        prefix: str = PREFIX,
         connections: int = 4,
     ) -> None:
         self.url, self.ttl, self.max_messages, self.prefix = url, ttl, max_messages, prefix
@@ -90,10 +114,11 @@ class RedisConversationStore:
         pool = redis.BlockingConnectionPool.from_url(
             url.resolve_value() or "",
             max_connections=connections,
-            timeout=TIMEOUT,
-            socket_timeout=TIMEOUT,
-            socket_connect_timeout=TIMEOUT,
+            timeout=COMMAND_TIMEOUT,  # for a free connection, which only a stuck Redis would hold
+            socket_timeout=COMMAND_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
             retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), retries=1),  # a write is safe to retry: see above
+            client_name="haystream-conversations",
         )
         self._redis = redis.Redis(connection_pool=pool)
         self._write = self._redis.register_script(_WRITE)
@@ -118,9 +143,11 @@ class RedisConversationStore:
         deserialize_secrets_inplace(data["init_parameters"], keys=["url"])
         return default_from_dict(cls, data)
 
+    @reachable
     def count_messages(self, chat_history_id: str) -> int:
         return _count(self._redis.llen(self._keys(chat_history_id)[1]))
 
+    @reachable
     def write_messages(self, chat_history_id: str, messages: list[ChatMessage]) -> int:
         return self._append(chat_history_id, messages, create=True)
 
@@ -135,6 +162,7 @@ class RedisConversationStore:
     def delete_messages(self, chat_history_id: str) -> None:
         self.forget(chat_history_id)
 
+    @reachable
     def delete_all_messages(self) -> None:
         """Every conversation under this store's prefix (other keys in the database are left alone)."""
         batch: list[bytes] = []
@@ -148,18 +176,22 @@ class RedisConversationStore:
 
     # What Conversations needs besides.
 
+    @reachable
     def create(self, chat_history_id: str) -> None:
         self._append(chat_history_id, [], create=True)
 
+    @reachable
     def messages(self, chat_history_id: str, *, touch: bool = False) -> list[ChatMessage] | None:
         stored = self._read(keys=self._keys(chat_history_id), args=[self._ttl_ms if touch else "0"])
         if stored is None:
             return None
         return [ChatMessage.from_dict(json.loads(item)) for item in stored]
 
+    @reachable
     def append_turn(self, chat_history_id: str, turn: list[ChatMessage]) -> bool:
         return self._append(chat_history_id, turn, create=False) >= 0
 
+    @reachable
     def forget(self, chat_history_id: str) -> bool:
         return _count(self._redis.delete(*self._keys(chat_history_id))) > 0
 

@@ -1,14 +1,22 @@
 """Multi-turn chat: server-issued conversation ids, earlier turns in the prompt, only completed turns kept."""
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from haystack.utils import Secret
 
-from service.answering.conversations import ID_PATTERN
+from service.answering.answers import Answer
+from service.answering.conversations import ID_PATTERN, Conversations
 from service.demo_model import Behaviour, DemoModelServer, expected_text
+from service.store.redis_conversations import RedisConversationStore
+from service.streaming.run import PipelineFactory, Run
 from tests.conftest import LiveFactory, LiveService
 from tests.support.redis_contents import everything_in
+from tests.support.redis_server import RedisServer
 from tests.support.sse import parse_sse, text_of
 from tests.support.streams import LiveStream
 from tests.support.waiting import wait_until
@@ -166,3 +174,17 @@ def test_redis_holds_the_turns_but_never_the_key(
     held = everything_in(redis_url)
     assert b"My name is Ada." in held and conversation_id.encode() in held
     assert KEY.encode() not in held and b"SENTINEL" not in held
+
+
+async def test_a_turn_the_lost_store_cannot_take_is_logged_and_the_answer_still_ends(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client has its whole answer by then: it gets `end`; the conversation misses the turn, said in the log."""
+    conversations = Conversations(RedisConversationStore(Secret.from_token(own_redis.url)), ThreadPoolExecutor(1))
+    conversation = await conversations.open("new")
+    answer = Answer(cast(PipelineFactory, None), {}, query="q", conversation=conversation, conversations=conversations)
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="service.answering"):
+        await answer.finished(cast(Run, SimpleNamespace(reply="a")))
+    assert [record.getMessage() for record in caplog.records] == ["turn not stored"]
+    conversations.close()

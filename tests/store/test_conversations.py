@@ -4,6 +4,7 @@ The Redis runs are against a real redis-server (tests/support/redis_server.py), 
 Backend-specific bounds follow: least recently used out (memory), a time to live renewed on use (Redis).
 """
 
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -13,9 +14,11 @@ from haystack.utils import Secret
 from haystack_experimental.chat_message_stores.types import ChatMessageStore
 
 from service.answering.conversations import ID_PATTERN, Conversations
+from service.errors import StoreUnavailable
 from service.store.conversations import ConversationStore, MemoryConversationStore
-from service.store.redis_conversations import RedisConversationStore
+from service.store.redis_conversations import CONNECT_TIMEOUT, RedisConversationStore
 from tests.support.redis_contents import commands
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 
 # Both are ChatMessageStores as mypy sees them: a pipeline's ChatMessageRetriever takes either.
@@ -235,3 +238,25 @@ def test_the_store_urls_password_is_never_serialised(redis_url: str, monkeypatch
     assert "hunter2" not in str(by_name.to_dict())
     assert by_name.to_dict()["init_parameters"]["url"]["env_vars"] == ["HAYSTREAM_STORE_URL"]
     by_name.close()
+
+
+# A Redis that goes away, and comes back.
+
+
+async def test_a_lost_redis_is_a_store_unavailable_error_and_its_return_is_picked_up(own_redis: RedisServer) -> None:
+    store = RedisConversationStore(Secret.from_token(own_redis.url))
+    conversations = Conversations(store, ThreadPoolExecutor(2))
+    conversation = await conversations.open("new")
+    own_redis.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await conversations.open(conversation.id)
+    with pytest.raises(StoreUnavailable):
+        await conversations.record_turn(conversation.id, "q", "a")
+    with pytest.raises(StoreUnavailable):
+        await conversations.messages(conversation.id)
+    assert time.monotonic() - started < 3 * (CONNECT_TIMEOUT + 1)  # each fails fast: no hang
+    own_redis.start()  # nothing persisted: the conversation is gone, and the store works again unaided
+    assert await conversations.messages(conversation.id) is None
+    assert ID_PATTERN.fullmatch((await conversations.open("new")).id)
+    conversations.close()
