@@ -4,6 +4,7 @@ The Redis runs are against a real redis-server (tests/support/redis_server.py), 
 Backend-specific bounds follow: least recently used out (memory), a time to live renewed on use (Redis).
 """
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -259,4 +260,17 @@ async def test_a_lost_redis_is_a_store_unavailable_error_and_its_return_is_picke
     own_redis.start()  # nothing persisted: the conversation is gone, and the store works again unaided
     assert await conversations.messages(conversation.id) is None
     assert ID_PATTERN.fullmatch((await conversations.open("new")).id)
+    conversations.close()
+
+
+async def test_many_conversations_at_once_hold_no_more_connections_than_threads(redis_url: str) -> None:
+    threads = 4
+    store = RedisConversationStore(Secret.from_token(redis_url), connections=threads)
+    conversations = Conversations(store, ThreadPoolExecutor(threads))
+    opened = await asyncio.gather(*(conversations.open("new") for _ in range(50)))
+    assert all(await asyncio.gather(*(conversations.record_turn(c.id, "q", "a") for c in opened)))
+    with commands(redis_url) as command:
+        clients = command("CLIENT", "LIST")
+    text = clients.decode() if isinstance(clients, bytes) else str(clients)
+    assert 1 <= text.count("name=haystream-conversations") <= threads
     conversations.close()
