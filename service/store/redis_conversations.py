@@ -197,7 +197,7 @@ class RedisConversationStore:
 
     def close(self) -> None:
         """Conversations outlive this process (that is the point): only the connections close."""
-        self._redis.close()
+        self._redis.connection_pool.disconnect()  # a pool handed to the client is not closed by `close()`
 
     def _append(self, chat_history_id: str, messages: list[ChatMessage], *, create: bool) -> int:
         args = [self._ttl_ms, str(self.max_messages), "1" if create else "0"]

@@ -18,7 +18,7 @@ from service.answering.conversations import ID_PATTERN, Conversations
 from service.errors import StoreUnavailable
 from service.store.conversations import ConversationStore, MemoryConversationStore
 from service.store.redis_conversations import CONNECT_TIMEOUT, RedisConversationStore
-from tests.support.redis_contents import commands
+from tests.support.redis_contents import Commands, commands
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
 
@@ -270,7 +270,11 @@ async def test_many_conversations_at_once_hold_no_more_connections_than_threads(
     opened = await asyncio.gather(*(conversations.open("new") for _ in range(50)))
     assert all(await asyncio.gather(*(conversations.record_turn(c.id, "q", "a") for c in opened)))
     with commands(redis_url) as command:
-        clients = command("CLIENT", "LIST")
-    text = clients.decode() if isinstance(clients, bytes) else str(clients)
-    assert 1 <= text.count("name=haystream-conversations") <= threads
-    conversations.close()
+        assert 1 <= conversation_clients(command) <= threads
+        conversations.close()
+        wait_until(lambda: conversation_clients(command) == 0, 5, "the store's connections to close")
+
+
+def conversation_clients(command: Commands) -> int:
+    clients = command("CLIENT", "LIST")
+    return (clients.decode() if isinstance(clients, bytes) else str(clients)).count("name=haystream-conversations")
