@@ -9,11 +9,9 @@ stream on a 2-core machine. Admission (`Admission`) refuses what the pool cannot
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from haystack.utils import Secret
 from starlette.middleware.cors import CORSMiddleware
 
 from pipelines.documents import load_documents
@@ -30,8 +28,8 @@ from service.ops.metrics import ServiceMetrics, live_gauges
 from service.ops.shutdown import drain_on_signals
 from service.serving import Serving
 from service.settings import Settings
-from service.store.conversations import MemoryConversationStore
-from service.store.redis_conversations import RedisConversationStore
+from service.store.conversations import InPlace, MemoryConversationStore
+from service.store.redis_loop_conversations import LoopRedisConversationStore
 from service.store.runs import MemoryRunStore
 from service.streaming.run import Admission
 from service.streaming.threads import WorkerThreads
@@ -50,9 +48,8 @@ CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 CORS_EXPOSE = ["location", "retry-after"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
-# A shared conversation store's calls run on threads of their own, each with at most one connection:
-# two per request (open, then record the turn), each one round trip.
-CONVERSATION_THREADS = 4
+# A Redis conversation store's connections, per process: two round trips per request (open, then record the turn).
+CONVERSATION_CONNECTIONS = 4
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -106,7 +103,7 @@ def _lifespan(settings: Settings):  # type: ignore[no-untyped-def]
             upstream.close()
             if gc is not None:
                 gc.close()
-            answers.conversations.close()
+            await answers.conversations.close()
             meters.close()
 
     return lifespan
@@ -122,14 +119,15 @@ def _answers(settings: Settings) -> Context:
 
 def _conversations(settings: Settings) -> Conversations:
     if settings.store_url == "memory://":
-        return Conversations(MemoryConversationStore(settings.max_conversations, settings.conversation_max_messages))
-    store = RedisConversationStore(
-        Secret.from_token(settings.store_url),  # a token Secret refuses to_dict: the URL's password stays here
+        memory = MemoryConversationStore(settings.max_conversations, settings.conversation_max_messages)
+        return Conversations(InPlace(memory))
+    store = LoopRedisConversationStore(
+        settings.store_url,
         ttl=settings.conversation_ttl,
         max_messages=settings.conversation_max_messages,
-        connections=CONVERSATION_THREADS,
+        connections=CONVERSATION_CONNECTIONS,
     )
-    return Conversations(store, ThreadPoolExecutor(CONVERSATION_THREADS, thread_name_prefix="conversations"))
+    return Conversations(store)
 
 
 def app_from_env() -> FastAPI:

@@ -1,10 +1,9 @@
 """`Conversations`: the service's memory of multi-turn chats, on a conversation store (service/store/).
 
-The store is haystack-experimental's `ChatMessageStore` protocol, bounded: in this process
-(`MemoryConversationStore`, least recently used out first) or in Redis, shared by every process
-(`RedisConversationStore`, a time to live per conversation). The protocol is synchronous; a store
-that does network I/O is given an executor here, so its calls run on the executor's threads and the
-event loop only awaits them. The memory store's calls are dict operations and run in place.
+The store is bounded: in this process (`MemoryConversationStore`, least recently used out first) or
+in Redis, shared by every process (a time to live per conversation); both also implement
+haystack-experimental's `ChatMessageStore` protocol for pipelines. Here they are awaited on the event
+loop (`LoopConversationStore`): nothing blocks it (service/store/conversations.py says how).
 
 Ids are issued by the server, never chosen by the client: an id is the only thing that lets someone
 read or delete a conversation, so it is a capability, 192 random bits (`conv_` + 32 URL-safe
@@ -15,20 +14,13 @@ Only whole turns are stored: the question and the answer together, once the answ
 Keys are never stored: a turn is two texts.
 """
 
-import asyncio
 import re
 import secrets
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TypeVar
 
 from haystack.dataclasses import ChatMessage, ChatRole
 
-from service.store.conversations import ConversationStore
-
-T = TypeVar("T")
+from service.store.conversations import LoopConversationStore
 
 NEW = "new"
 ID_PATTERN = re.compile(r"conv_[A-Za-z0-9_-]{32}")
@@ -49,42 +41,33 @@ def is_valid_id(value: str) -> bool:
 
 
 class Conversations:
-    def __init__(self, store: ConversationStore, executor: ThreadPoolExecutor | None = None) -> None:
-        """Owns both: `close` closes them. No executor: the store's calls are cheap enough for the loop."""
+    def __init__(self, store: LoopConversationStore) -> None:
         self.store = store
-        self._executor = executor
 
     async def open(self, requested: str) -> Conversation:
         """The conversation `requested` names, or a new one (for `"new"` or an id not known here)."""
         if requested != NEW:
-            stored = await self._call(partial(self.store.messages, requested, touch=True))
+            stored = await self.store.messages(requested, touch=True)
             if stored is not None:
                 return Conversation(requested, _plain(stored))
         conversation_id = "conv_" + secrets.token_urlsafe(24)
-        await self._call(partial(self.store.create, conversation_id))
+        await self.store.create(conversation_id)
         return Conversation(conversation_id)
 
     async def messages(self, conversation_id: str) -> list[dict[str, str]] | None:
-        stored = await self._call(partial(self.store.messages, conversation_id))
+        stored = await self.store.messages(conversation_id)
         return None if stored is None else _plain(stored)
 
     async def record_turn(self, conversation_id: str, question: str, answer: str) -> bool:
         """Store a completed turn; False if the conversation is gone (deleted or evicted meanwhile)."""
         turn = [ChatMessage.from_user(question), ChatMessage.from_assistant(answer)]
-        return await self._call(partial(self.store.append_turn, conversation_id, turn))
+        return await self.store.append_turn(conversation_id, turn)
 
     async def delete(self, conversation_id: str) -> bool:
-        return await self._call(partial(self.store.forget, conversation_id))
+        return await self.store.forget(conversation_id)
 
-    def close(self) -> None:
-        self.store.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _call(self, call: Callable[[], T]) -> T:
-        if self._executor is None:
-            return call()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+    async def close(self) -> None:
+        await self.store.close()
 
 
 def _plain(messages: list[ChatMessage]) -> list[dict[str, str]]:

@@ -6,6 +6,10 @@ either; `service/answering/conversations.py` uses the few extra calls below, whi
 a conversation that exists with no messages yet (`create`), a read that tells "unknown" from "empty"
 (`messages`), and a turn appended only if the conversation still exists (`append_turn`), in one step.
 
+The protocol is synchronous; the service awaits those calls on its event loop (`LoopConversationStore`):
+the memory store's are dict operations, run in place (`InPlace`); Redis has a loop-side store of its
+own (`service/store/redis_loop_conversations.py`), so no call blocks the loop or waits for a thread.
+
 Both are bounded per conversation (`max_messages`; the oldest whole turns go first) and in count: the
 memory store keeps `max_conversations`, least recently used out first; the Redis store
 (`service/store/redis_conversations.py`) gives each conversation a time to live instead, renewed
@@ -31,7 +35,7 @@ MESSAGE_ID = "chat_message_id"  # the meta field the reference store identifies 
 
 
 class ConversationStore(ChatMessageStore, Protocol):
-    """Synchronous, like the protocol it extends: `Conversations` keeps the Redis backend's calls off the loop."""
+    """Synchronous, like the protocol it extends."""
 
     max_messages: int
 
@@ -54,6 +58,38 @@ class ConversationStore(ChatMessageStore, Protocol):
     def close(self) -> None:
         """The app is stopping: what this process holds goes (memory), or its connections do (Redis)."""
         ...
+
+
+class LoopConversationStore(Protocol):
+    """`ConversationStore`'s extra calls, awaited on the event loop."""
+
+    async def create(self, chat_history_id: str) -> None: ...
+    async def messages(self, chat_history_id: str, *, touch: bool = False) -> list[ChatMessage] | None: ...
+    async def append_turn(self, chat_history_id: str, turn: list[ChatMessage]) -> bool: ...
+    async def forget(self, chat_history_id: str) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class InPlace:
+    """A store whose calls are cheap enough for the loop (memory), as a `LoopConversationStore`."""
+
+    def __init__(self, store: ConversationStore) -> None:
+        self.store = store
+
+    async def create(self, chat_history_id: str) -> None:
+        self.store.create(chat_history_id)
+
+    async def messages(self, chat_history_id: str, *, touch: bool = False) -> list[ChatMessage] | None:
+        return self.store.messages(chat_history_id, touch=touch)
+
+    async def append_turn(self, chat_history_id: str, turn: list[ChatMessage]) -> bool:
+        return self.store.append_turn(chat_history_id, turn)
+
+    async def forget(self, chat_history_id: str) -> bool:
+        return self.store.forget(chat_history_id)
+
+    async def close(self) -> None:
+        self.store.close()
 
 
 def keep_count(stored: int, max_messages: int) -> int:

@@ -1,18 +1,16 @@
 """Multi-turn chat: server-issued conversation ids, earlier turns in the prompt, only completed turns kept."""
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from haystack.utils import Secret
 
 from service.answering.answers import Answer
 from service.answering.conversations import ID_PATTERN, Conversations
 from service.demo_model import Behaviour, DemoModelServer, expected_text
-from service.store.redis_conversations import RedisConversationStore
+from service.store.redis_loop_conversations import LoopRedisConversationStore
 from service.streaming.run import PipelineFactory, Run
 from tests.conftest import LiveFactory, LiveService
 from tests.support.redis_contents import everything_in
@@ -180,11 +178,11 @@ async def test_a_turn_the_lost_store_cannot_take_is_logged_and_the_answer_still_
     own_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The client has its whole answer by then: it gets `end`; the conversation misses the turn, said in the log."""
-    conversations = Conversations(RedisConversationStore(Secret.from_token(own_redis.url)), ThreadPoolExecutor(1))
+    conversations = Conversations(LoopRedisConversationStore(own_redis.url, ttl=60, max_messages=10))
     conversation = await conversations.open("new")
     answer = Answer(cast(PipelineFactory, None), {}, query="q", conversation=conversation, conversations=conversations)
     own_redis.stop()
     with caplog.at_level(logging.WARNING, logger="service.answering"):
         await answer.finished(cast(Run, SimpleNamespace(reply="a")))
     assert [record.getMessage() for record in caplog.records] == ["turn not stored"]
-    conversations.close()
+    await conversations.close()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench.conversations
 import bench.handoff
 import bench.transport
 
@@ -38,4 +39,10 @@ def test_the_transport_comparison_runs() -> None:
     figures = bench.transport.main(tokens=20)
     layers = ("body", "OpenAIGenerator.run")
     assert set(figures) == {f"{name} {layer}" for name in ("httpx", "http11") for layer in layers}
+    assert all(value > 0 for value in figures.values())
+
+
+def test_the_conversation_store_comparison_runs(redis_url: str) -> None:
+    figures = bench.conversations.main(redis_url, n=20)
+    assert len(figures) == 16
     assert all(value > 0 for value in figures.values())

@@ -6,8 +6,7 @@ Backend-specific bounds follow: least recently used out (memory), a time to live
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from haystack.dataclasses import ChatMessage
@@ -16,8 +15,10 @@ from haystack_experimental.chat_message_stores.types import ChatMessageStore
 
 from service.answering.conversations import ID_PATTERN, Conversations
 from service.errors import StoreUnavailable
-from service.store.conversations import ConversationStore, MemoryConversationStore
-from service.store.redis_conversations import CONNECT_TIMEOUT, RedisConversationStore
+from service.store.conversations import ConversationStore, InPlace, LoopConversationStore, MemoryConversationStore
+from service.store.redis_conversation_format import CONNECT_TIMEOUT
+from service.store.redis_conversations import RedisConversationStore
+from service.store.redis_loop_conversations import LoopRedisConversationStore
 from tests.support.redis_contents import Commands, commands
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_until
@@ -132,11 +133,32 @@ def test_a_store_rebuilt_from_its_dict_has_its_configuration(
 # Conversations, on either store.
 
 
-@pytest.fixture
-def conversations(make_store: StoreFactory) -> Conversations:
-    store = make_store(max_messages=5)
-    executor = ThreadPoolExecutor(2) if isinstance(store, RedisConversationStore) else None
-    return Conversations(store, executor)
+@pytest.fixture(params=["memory", "redis"])
+async def conversations(request: pytest.FixtureRequest) -> AsyncIterator[Conversations]:
+    """Conversations as the app builds them: the memory store in place, or the loop's Redis store."""
+    store: LoopConversationStore
+    if request.param == "memory":
+        store = InPlace(MemoryConversationStore(max_conversations=100, max_messages=5))
+    else:
+        store = LoopRedisConversationStore(request.getfixturevalue("redis_url"), ttl=60, max_messages=5)
+    conversations = Conversations(store)
+    yield conversations
+    await conversations.close()
+
+
+async def test_a_pipelines_store_and_the_services_see_one_redis_conversation(redis_url: str) -> None:
+    """The sync store (a pipeline's ChatMessageWriter/Retriever) and the loop's write the same keys the same way."""
+    pipelines = RedisConversationStore(Secret.from_token(redis_url), max_messages=5)
+    service = Conversations(LoopRedisConversationStore(redis_url, ttl=60, max_messages=5))
+    conversation = await service.open("new")
+    pipelines.write_messages(conversation.id, turn(1))
+    assert await service.record_turn(conversation.id, "q2", "a2")
+    assert texts(pipelines.retrieve_messages(conversation.id)) == ["q1", "a1", "q2", "a2"]
+    assert (await service.open(conversation.id)).turns == 2
+    pipelines.write_messages(conversation.id, turn(3))  # over max_messages, in either: the oldest whole turn goes
+    assert [m["content"] for m in await service.messages(conversation.id) or []] == ["q2", "a2", "q3", "a3"]
+    pipelines.close()
+    await service.close()
 
 
 async def test_ids_are_issued_by_the_server_unguessable_and_distinct(conversations: Conversations) -> None:
@@ -181,7 +203,7 @@ async def test_a_deleted_conversation_is_not_revived_by_a_late_turn(conversation
 
 async def test_the_least_recently_used_conversation_is_evicted_from_memory() -> None:
     store = MemoryConversationStore(max_conversations=2, max_messages=10)
-    conversations = Conversations(store)
+    conversations = Conversations(InPlace(store))
     first, second = await conversations.open("new"), await conversations.open("new")
     await conversations.record_turn(first.id, "q", "a")  # first is now the more recently used
     await conversations.open("new")
@@ -245,8 +267,7 @@ def test_the_store_urls_password_is_never_serialised(redis_url: str, monkeypatch
 
 
 async def test_a_lost_redis_is_a_store_unavailable_error_and_its_return_is_picked_up(own_redis: RedisServer) -> None:
-    store = RedisConversationStore(Secret.from_token(own_redis.url))
-    conversations = Conversations(store, ThreadPoolExecutor(2))
+    conversations = Conversations(LoopRedisConversationStore(own_redis.url, ttl=60, max_messages=10))
     conversation = await conversations.open("new")
     own_redis.stop()
     started = time.monotonic()
@@ -260,18 +281,26 @@ async def test_a_lost_redis_is_a_store_unavailable_error_and_its_return_is_picke
     own_redis.start()  # nothing persisted: the conversation is gone, and the store works again unaided
     assert await conversations.messages(conversation.id) is None
     assert ID_PATTERN.fullmatch((await conversations.open("new")).id)
-    conversations.close()
+    await conversations.close()
 
 
-async def test_many_conversations_at_once_hold_no_more_connections_than_threads(redis_url: str) -> None:
-    threads = 4
-    store = RedisConversationStore(Secret.from_token(redis_url), connections=threads)
-    conversations = Conversations(store, ThreadPoolExecutor(threads))
-    opened = await asyncio.gather(*(conversations.open("new") for _ in range(50)))
+async def test_many_conversations_at_once_hold_no_more_connections_than_the_pool(redis_url: str) -> None:
+    store = LoopRedisConversationStore(redis_url, ttl=60, max_messages=10, connections=4)
+    conversations = Conversations(store)
+    opened = await asyncio.gather(*(conversations.open("new") for _ in range(200)))
     assert all(await asyncio.gather(*(conversations.record_turn(c.id, "q", "a") for c in opened)))
     with commands(redis_url) as command:
-        assert 1 <= conversation_clients(command) <= threads
-        conversations.close()
+        assert 1 <= conversation_clients(command) <= 4
+        await conversations.close()
+        wait_until(lambda: conversation_clients(command) == 0, 5, "the store's connections to close")
+
+
+def test_the_pipelines_store_closes_its_connections(redis_url: str) -> None:
+    store = RedisConversationStore(Secret.from_token(redis_url))
+    store.write_messages("chat", turn(1))
+    with commands(redis_url) as command:
+        assert conversation_clients(command) == 1
+        store.close()
         wait_until(lambda: conversation_clients(command) == 0, 5, "the store's connections to close")
 
 
