@@ -3,6 +3,13 @@
 Command-line options are written into the `HAYSTREAM_*` environment before uvicorn starts, so a
 multi-worker server builds the same `Settings` in every worker process (`app_from_env`), and the
 values are validated once here, before anything listens.
+
+Several workers need a shared store: with `memory://` each worker would hold its own runs,
+Idempotency-Keys and conversations, and a retry that reached another worker would start a second
+paid generation or a new conversation, silently. So `--workers N > 1` with `memory://` is refused
+here, naming the setting to change. Several workers also get prometheus-client's multiprocess mode
+without being asked: a private metrics directory, made here and removed on exit, unless the operator
+named one (`PROMETHEUS_MULTIPROC_DIR`).
 """
 
 import argparse
@@ -16,13 +23,20 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.ops.logs import configure_logging
-from service.ops.metrics import clear_multiprocess_dir
+from service.ops.metrics import clear_multiprocess_dir, private_multiprocess_dir
 from service.settings import Settings
 
 logger = logging.getLogger("service")
 
 # uvicorn's own wait for connections once the drain has handed over; only idle ones should be left.
 SERVER_SHUTDOWN_TIMEOUT = 1
+MEMORY_STORE = "memory://"
+NEEDS_SHARED_STORE = (
+    "--workers {workers} needs a shared store, and HAYSTREAM_STORE_URL is memory:// (the default): each worker "
+    "would keep its own runs, Idempotency-Keys and conversations, so a retried request reaching another worker "
+    "could start a second generation or lose its conversation. Set HAYSTREAM_STORE_URL=redis://HOST:6379/0, "
+    "or run one worker."
+)
 
 
 DESCRIPTION = """\
@@ -102,8 +116,15 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings()
     except ValidationError as error:
         raise SystemExit(f"invalid configuration:\n{error}") from None
+    if args.workers > 1 and settings.store_url == MEMORY_STORE:
+        raise SystemExit(NEEDS_SHARED_STORE.format(workers=args.workers))
     configure_logging(settings.log_level, settings.log_format)
-    clear_multiprocess_dir()
+    with private_multiprocess_dir(args.workers):
+        clear_multiprocess_dir()
+        _serve(args, settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
     demo = _start_demo_model(settings) if settings.demo else None
     try:
         uvicorn.run(

@@ -33,6 +33,8 @@ from service.ops.tracing import Tracing
 from service.serving import Serving
 from service.settings import Settings
 from service.store.choice import store_for
+from service.store.conversations import InPlace, MemoryConversationStore
+from service.store.redis_loop_conversations import LoopRedisConversationStore
 from service.streaming.run import Admission
 from service.streaming.threads import WorkerThreads
 from service.upstream.pool import UpstreamPool
@@ -50,6 +52,8 @@ CORS_METHODS = ["GET", "POST", "DELETE", "OPTIONS"]
 CORS_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 CORS_EXPOSE = ["location", "retry-after"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
+# A Redis conversation store's connections, per process: two round trips per request (open, then record the turn).
+CONVERSATION_CONNECTIONS = 4
 
 
 def create_app(settings: Settings, tracing: Tracing | None = None) -> FastAPI:
@@ -119,7 +123,7 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
             upstream.close()
             if gc is not None:
                 gc.close()
-            answers.conversations.clear()
+            await answers.conversations.close()
             meters.close()
             lag.stop()
             tracing.shutdown()
@@ -132,8 +136,20 @@ def _answers(settings: Settings) -> Context:
     documents = load_documents(settings.documents_dir) if settings.documents_dir is not None else None
     if documents is not None:
         logger.info("documents loaded", extra={"documents": documents.count_documents()})
-    conversations = Conversations(settings.max_conversations, settings.conversation_max_messages)
-    return Context(settings, conversations, documents, InputGuard(settings.blocked_terms))
+    return Context(settings, _conversations(settings), documents, InputGuard(settings.blocked_terms))
+
+
+def _conversations(settings: Settings) -> Conversations:
+    if settings.store_url == "memory://":
+        memory = MemoryConversationStore(settings.max_conversations, settings.conversation_max_messages)
+        return Conversations(InPlace(memory))
+    store = LoopRedisConversationStore(
+        settings.store_url,
+        ttl=settings.conversation_ttl,
+        max_messages=settings.conversation_max_messages,
+        connections=CONVERSATION_CONNECTIONS,
+    )
+    return Conversations(store)
 
 
 def app_from_env() -> FastAPI:

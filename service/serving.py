@@ -133,14 +133,14 @@ class Serving:
         else:
             await found.request_stop()
 
-    def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
-        messages = self.answers.conversations.messages(conversation_id)
+    async def conversation(self, conversation_id: str) -> list[dict[str, Any]]:
+        messages = await self.answers.conversations.messages(conversation_id)
         if messages is None:
             raise ConversationNotFound
         return messages
 
-    def forget_conversation(self, conversation_id: str) -> None:
-        if not self.answers.conversations.delete(conversation_id):
+    async def forget_conversation(self, conversation_id: str) -> None:
+        if not await self.answers.conversations.delete(conversation_id):
             raise ConversationNotFound
 
     async def read(self, found: RunHandle, last_event_id: str | None, wire: str | None = None) -> Reader | None:

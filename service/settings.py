@@ -160,10 +160,14 @@ class Settings(BaseSettings):
     )
     cors_allow_credentials: bool = Field(default=False, description="Let those origins send cookies/credentials.")
 
-    # Conversations (multi-turn chat), kept in memory, least recently used evicted first.
-    max_conversations: int = Field(default=1000, ge=1, le=1_000_000, description="Conversations kept.")
+    # Conversations (multi-turn chat): with memory://, the most recent `max_conversations`, least recently
+    # used out first; with Redis, each lives `conversation_ttl` seconds after its last use (TTL for LRU).
+    max_conversations: int = Field(default=1000, ge=1, le=1_000_000, description="Conversations kept (memory://).")
     conversation_max_messages: int = Field(
         default=40, ge=2, le=10_000, description="Messages kept per conversation (user + assistant); oldest dropped."
+    )
+    conversation_ttl: Annotated[float, Field(gt=0, le=30 * 86_400)] = Field(
+        default=3600.0, description="Seconds a conversation is kept after its last use (a shared store only)."
     )
 
     # Answering from documents: a folder of .md/.txt files, read once at start-up.

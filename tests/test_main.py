@@ -42,6 +42,19 @@ def test_invalid_configuration_is_refused_before_listening() -> None:
     assert "max_streams" in result.stderr
 
 
+@pytest.mark.parametrize("store", [None, "memory://"])
+def test_several_workers_on_the_memory_store_are_refused_naming_the_setting(store: str | None) -> None:
+    """Each worker would hold its own runs and conversations: a retry on another would start a second run."""
+    env = {name: value for name, value in os.environ.items() if name != "HAYSTREAM_STORE_URL"}
+    if store is not None:
+        env["HAYSTREAM_STORE_URL"] = store
+    command = [sys.executable, "-m", "service", "--demo", "--workers", "2", "--port", str(unused_port())]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "--workers 2 needs a shared store" in result.stderr
+    assert "HAYSTREAM_STORE_URL=redis://" in result.stderr
+
+
 def test_demo_mode_answers_from_the_sample_documents(demo_process: str) -> None:
     body = {"query": "How does the waggle dance work?", "api_key": "anything", "pipeline": "documents"}
     answer = httpx.post(f"{demo_process}/chat", json=body, headers={"Accept": "application/json"}, timeout=30).json()

@@ -6,6 +6,7 @@ call `Answer.finish` when the response is over.
 """
 
 import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +20,14 @@ from pipelines.generator import UpstreamOptions
 from pipelines.refusal import build_refusal_pipeline
 from service.answering.conversations import Conversation, Conversations
 from service.answering.guard import InputGuard
-from service.errors import InvalidRequest
+from service.errors import InvalidRequest, StoreUnavailable
+from service.ops.logs import failure_fields
 from service.settings import Settings
 from service.streaming.bridge import StreamBridge
 from service.streaming.run import PipelineFactory, Run
 from service.upstream.pool import RunTransport
+
+logger = logging.getLogger("service.answering")
 
 PIPELINES = ("chat", "documents")
 
@@ -47,13 +51,19 @@ class Answer:
     conversation: Conversation | None = None
     conversations: Conversations | None = None
 
-    def finished(self, run: Run) -> None:
+    async def finished(self, run: Run) -> None:
         """The run completed (its `end` is about to be sent): the whole turn joins its conversation.
 
-        Called before `end` goes out, so a client that sends its follow-up on `end` finds the turn stored.
-        A run that fails or is cancelled never gets here, so it leaves no half turn behind."""
-        if self.conversation and self.conversations and run.reply is not None:
-            self.conversations.record_turn(self.conversation.id, self.query, run.reply)
+        Awaited before `end` goes out, so a client that sends its follow-up on `end` finds the turn stored.
+        A run that fails or is cancelled never gets here, so it leaves no half turn behind. A store that
+        fails here costs the conversation this turn, not the client its complete answer: logged, `end` sent.
+        """
+        if not (self.conversation and self.conversations and run.reply is not None):
+            return
+        try:
+            await self.conversations.record_turn(self.conversation.id, self.query, run.reply)
+        except StoreUnavailable as error:
+            logger.warning("turn not stored", extra=failure_fields(error))
 
 
 def available(context: Context) -> list[str]:
@@ -82,7 +92,7 @@ async def prepare(
     """`history`, when given, is the turns before the query as the client sent them (/v1/chat/completions);
     else they come from the conversation `conversation_id` names. `generation` is per-request options."""
     settings = context.settings
-    conversation = context.conversations.open(conversation_id) if conversation_id is not None else None
+    conversation = await context.conversations.open(conversation_id) if conversation_id is not None else None
     if history is None:
         history = conversation.history if conversation is not None else []
     metadata: dict[str, Any] = {}

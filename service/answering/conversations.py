@@ -1,10 +1,9 @@
-"""`Conversations`: the service's memory of multi-turn chats, bounded and least-recently-used first out.
+"""`Conversations`: the service's memory of multi-turn chats, on a conversation store (service/store/).
 
-The messages live in haystack-experimental's `InMemoryChatMessageStore`. In 0.19 its storage is one
-module-level dict shared by every instance, so this wrapper keeps its own record of the ids it owns
-(in use order, for eviction), never calls `delete_all_messages`, and deletes only its own ids when
-the app stops; it also numbers messages itself (`chat_message_id`), because the store's own counter
-restarts from the message count and would collide once old messages have been trimmed.
+The store is bounded: in this process (`MemoryConversationStore`, least recently used out first) or
+in Redis, shared by every process (a time to live per conversation); both also implement
+haystack-experimental's `ChatMessageStore` protocol for pipelines. Here they are awaited on the event
+loop (`LoopConversationStore`): nothing blocks it (service/store/conversations.py says how).
 
 Ids are issued by the server, never chosen by the client: an id is the only thing that lets someone
 read or delete a conversation, so it is a capability, 192 random bits (`conv_` + 32 URL-safe
@@ -17,11 +16,11 @@ Keys are never stored: a turn is two texts.
 
 import re
 import secrets
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from haystack.dataclasses import ChatMessage, ChatRole
-from haystack_experimental.chat_message_stores.in_memory import InMemoryChatMessageStore
+
+from service.store.conversations import LoopConversationStore
 
 NEW = "new"
 ID_PATTERN = re.compile(r"conv_[A-Za-z0-9_-]{32}")
@@ -42,62 +41,34 @@ def is_valid_id(value: str) -> bool:
 
 
 class Conversations:
-    def __init__(self, max_conversations: int, max_messages: int) -> None:
-        self.max_conversations = max_conversations
-        self.max_messages = max_messages
-        self._store = InMemoryChatMessageStore(skip_system_messages=True, last_k=None)
-        self._next_number: OrderedDict[str, int] = OrderedDict()  # id -> next chat_message_id, LRU order
+    def __init__(self, store: LoopConversationStore) -> None:
+        self.store = store
 
-    def __len__(self) -> int:
-        return len(self._next_number)
-
-    def open(self, requested: str) -> Conversation:
+    async def open(self, requested: str) -> Conversation:
         """The conversation `requested` names, or a new one (for `"new"` or an id not known here)."""
-        if requested in self._next_number:
-            self._next_number.move_to_end(requested)
-            return Conversation(requested, self.messages(requested) or [])
+        if requested != NEW:
+            stored = await self.store.messages(requested, touch=True)
+            if stored is not None:
+                return Conversation(requested, _plain(stored))
         conversation_id = "conv_" + secrets.token_urlsafe(24)
-        self._next_number[conversation_id] = 0
-        while len(self._next_number) > self.max_conversations:
-            oldest, _ = self._next_number.popitem(last=False)
-            self._store.delete_messages(oldest)
+        await self.store.create(conversation_id)
         return Conversation(conversation_id)
 
-    def messages(self, conversation_id: str) -> list[dict[str, str]] | None:
-        if conversation_id not in self._next_number:
-            return None
-        stored = self._store.retrieve_messages(conversation_id)
-        return [{"role": message.role.value, "content": message.text or ""} for message in stored]
+    async def messages(self, conversation_id: str) -> list[dict[str, str]] | None:
+        stored = await self.store.messages(conversation_id)
+        return None if stored is None else _plain(stored)
 
-    def record_turn(self, conversation_id: str, question: str, answer: str) -> bool:
+    async def record_turn(self, conversation_id: str, question: str, answer: str) -> bool:
         """Store a completed turn; False if the conversation is gone (deleted or evicted meanwhile)."""
-        number = self._next_number.get(conversation_id)
-        if number is None:
-            return False
         turn = [ChatMessage.from_user(question), ChatMessage.from_assistant(answer)]
-        for offset, message in enumerate(turn):
-            message.meta["chat_message_id"] = str(number + offset)
-        self._next_number[conversation_id] = number + len(turn)
-        self._next_number.move_to_end(conversation_id)
-        self._store.write_messages(conversation_id, turn)
-        self._trim(conversation_id)
-        return True
+        return await self.store.append_turn(conversation_id, turn)
 
-    def _trim(self, conversation_id: str) -> None:
-        """Drop the oldest whole turns until the conversation holds at most `max_messages` messages."""
-        stored = self._store.retrieve_messages(conversation_id)
-        if len(stored) <= self.max_messages:
-            return
-        keep = self.max_messages - self.max_messages % 2  # whole turns: a question with its answer
-        self._store.delete_messages(conversation_id)
-        self._store.write_messages(conversation_id, stored[len(stored) - keep :])
+    async def delete(self, conversation_id: str) -> bool:
+        return await self.store.forget(conversation_id)
 
-    def delete(self, conversation_id: str) -> bool:
-        if self._next_number.pop(conversation_id, None) is None:
-            return False
-        self._store.delete_messages(conversation_id)
-        return True
+    async def close(self) -> None:
+        await self.store.close()
 
-    def clear(self) -> None:
-        for conversation_id in list(self._next_number):
-            self.delete(conversation_id)
+
+def _plain(messages: list[ChatMessage]) -> list[dict[str, str]]:
+    return [{"role": message.role.value, "content": message.text or ""} for message in messages]

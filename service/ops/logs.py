@@ -6,6 +6,10 @@ logged on the run's behalf carries it without being passed around. That includes
 line for `POST /chat`: uvicorn writes it when the response starts, from the task that streams the
 response, which runs in the request's context.
 
+Every record says which process wrote it (`worker`: its pid), so the lines of `--workers N` or of
+several replicas sharing one log can be told apart, including uvicorn's access lines: which worker
+served which request.
+
 Third-party loggers are held at WARNING whatever the service's level is: at debug the OpenAI
 SDK prints request options (the user's question), and at info Haystack and httpx print a line per
 component and request that says nothing the service's own `run ended` line does not. Logs must
@@ -37,6 +41,14 @@ class RunIdFilter(logging.Filter):
             run_id = current_run_id.get()
             if run_id is not None:
                 record.run_id = run_id
+        return True
+
+
+class WorkerFilter(logging.Filter):
+    """`worker`: the pid of the process that made the record (uvicorn's workers are processes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = record.process
         return True
 
 
@@ -121,13 +133,14 @@ def failure_fields(error: BaseException) -> dict[str, Any]:
 
 
 def log_handler(log_format: LogFormat = "text", stream: TextIO | None = None) -> logging.Handler:
-    """The service's handler: to `stream` (default stderr), run ids added, query strings dropped."""
+    """The service's handler: to `stream` (default stderr), run ids and the worker added, query strings dropped."""
     handler = logging.StreamHandler(stream)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RunIdFilter())
+    handler.addFilter(WorkerFilter())
     handler.addFilter(AccessLogFilter())
     return handler
 

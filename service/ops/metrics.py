@@ -10,17 +10,21 @@ Decisions worth knowing:
 - Labels come only from fixed enums (`Outcome`, `ErrorType`), every combination created up front,
   so a series never carries request text and the set of series never grows.
 - Several uvicorn workers are several processes with their own counters, and a scrape reaches
-  whichever worker accepts it. Set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, the same for
-  every worker, wiped at start by `python -m service`) and prometheus-client's multiprocess mode
-  sums counters and histograms across workers; the live gauges are then copied into `livesum`
-  gauges once a second by each worker, and the `process_*`/`python_*` collectors, which can only
-  describe the process that answers, are left out.
+  whichever worker accepts it. prometheus-client's multiprocess mode sums counters and histograms
+  across workers: `python -m service --workers N` (N > 1) turns it on by itself, in a private
+  directory it removes on exit, unless `PROMETHEUS_MULTIPROC_DIR` names one (an empty directory, the
+  same for every worker, wiped at start). The live gauges are then copied into `livesum` gauges once
+  a second by each worker, and the `process_*`/`python_*` collectors, which can only describe the
+  process that answers, are left out.
 """
 
 import asyncio
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -232,3 +236,22 @@ def clear_multiprocess_dir() -> None:
     if directory and Path(directory).is_dir():
         for path in Path(directory).glob("*.db"):
             path.unlink(missing_ok=True)
+
+
+@contextmanager
+def private_multiprocess_dir(workers: int) -> Iterator[None]:
+    """Multiprocess mode for several workers without set-up: a directory of our own, unless one is named.
+
+    Set in the environment before uvicorn spawns the workers, which import prometheus-client afresh
+    and so pick it up; the supervisor itself serves no metrics.
+    """
+    if workers <= 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="haystream-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(directory, ignore_errors=True)

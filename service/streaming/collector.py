@@ -17,7 +17,7 @@ none): an alias resolved to a dated version, or a local server that serves whate
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,13 +52,13 @@ class ChunkCollector:
         metadata: dict[str, Any],
         classify: Callable[[BaseException], RunError],
         keepalive_interval: float,
-        on_finished: Callable[[], None] | None = None,
+        on_finished: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._queue = queue
         self._metadata = metadata
         self._classify = classify
         self._interval = keepalive_interval
-        self._on_finished = on_finished  # called once, before `end` is sent (e.g. to store a completed turn)
+        self._on_finished = on_finished  # awaited once, before `end` is sent (e.g. to store a completed turn)
         self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.chunks = 0
@@ -87,7 +87,7 @@ class ChunkCollector:
                 if isinstance(item, Finished):
                     self.finished = True
                     if self._on_finished is not None:
-                        self._on_finished()
+                        await self._on_finished()
                     self.end = self._end_data(item.meta)
                     yield Event("end", json.dumps(self.end))
                     return

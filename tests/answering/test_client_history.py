@@ -7,13 +7,15 @@ from service.answering.answers import Context, prepare
 from service.answering.conversations import Conversations
 from service.answering.guard import InputGuard
 from service.http.openai_schemas import ChatCompletionRequest
+from service.store.conversations import InPlace, MemoryConversationStore
 from tests.conftest import SettingsFactory
 
 HISTORY = ({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"})
 
 
-def context(make_settings: SettingsFactory, **overrides: Any) -> Context:
-    return Context(make_settings(**overrides), Conversations(10, 10), None, InputGuard(()))
+def context(make_settings: SettingsFactory, store: MemoryConversationStore | None = None, **overrides: Any) -> Context:
+    conversations = Conversations(InPlace(store or MemoryConversationStore(10, 10)))
+    return Context(make_settings(**overrides), conversations, None, InputGuard(()))
 
 
 def generation_kwargs(answer: Any) -> dict[str, Any]:
@@ -23,10 +25,10 @@ def generation_kwargs(answer: Any) -> dict[str, Any]:
 
 
 async def test_the_clients_turns_are_the_history_and_no_conversation_is_opened(make_settings: SettingsFactory) -> None:
-    answers = context(make_settings)
-    answer = await prepare(answers, "sk-x", "And now?", "chat", None, history=HISTORY)
+    store = MemoryConversationStore(10, 10)
+    answer = await prepare(context(make_settings, store), "sk-x", "And now?", "chat", None, history=HISTORY)
     assert answer.inputs["history"] == [dict(turn) for turn in HISTORY]
-    assert answer.conversation is None and len(answers.conversations) == 0
+    assert answer.conversation is None and len(store) == 0
 
 
 async def test_the_requests_options_win_over_the_settings(make_settings: SettingsFactory) -> None:

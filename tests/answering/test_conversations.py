@@ -1,12 +1,20 @@
 """Multi-turn chat: server-issued conversation ids, earlier turns in the prompt, only completed turns kept."""
 
-from typing import Any
+import logging
+from functools import partial
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
+from service.answering.answers import Answer
 from service.answering.conversations import ID_PATTERN, Conversations
 from service.demo_model import Behaviour, DemoModelServer, expected_text
+from service.store.redis_loop_conversations import LoopRedisConversationStore
+from service.streaming.run import PipelineFactory, Run
 from tests.conftest import LiveFactory, LiveService
+from tests.support.redis_contents import everything_in
+from tests.support.redis_server import RedisServer
 from tests.support.sse import parse_sse, text_of
 from tests.support.streams import LiveStream
 from tests.support.waiting import wait_until
@@ -31,62 +39,22 @@ def history(service: LiveService, conversation_id: str) -> list[dict[str, str]]:
     return messages
 
 
-# The store on its own.
+# Through the service, on either conversation store.
 
 
-def test_ids_are_issued_by_the_server_unguessable_and_distinct() -> None:
-    store = Conversations(max_conversations=100, max_messages=10)
-    ids = {store.open("new").id for _ in range(50)}
-    assert len(ids) == 50
-    assert all(ID_PATTERN.fullmatch(i) for i in ids)
-    # A well-formed id the store does not know starts a new conversation under a fresh id, not the client's.
-    planted = "conv_" + "A" * 32
-    assert store.open(planted).id != planted
-
-
-def test_the_least_recently_used_conversation_is_evicted() -> None:
-    store = Conversations(max_conversations=2, max_messages=10)
-    first, second = store.open("new"), store.open("new")
-    store.record_turn(first.id, "q", "a")  # first is now the more recently used
-    store.open("new")
-    assert store.messages(second.id) is None
-    assert store.messages(first.id) == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
-    assert len(store) == 2
-
-
-def test_old_turns_are_dropped_whole_and_new_ones_still_stored() -> None:
-    """Regression: the store numbered messages by count, so after a trim new turns collided and were dropped."""
-    store = Conversations(max_conversations=2, max_messages=5)
-    conversation = store.open("new")
-    for n in range(6):
-        assert store.record_turn(conversation.id, f"q{n}", f"a{n}")
-    messages = store.messages(conversation.id)
-    assert messages == [
-        {"role": "user", "content": "q4"},
-        {"role": "assistant", "content": "a4"},
-        {"role": "user", "content": "q5"},
-        {"role": "assistant", "content": "a5"},
-    ]
-    assert store.open(conversation.id).turns == 2
-
-
-def test_a_deleted_conversation_is_not_revived_by_a_late_turn() -> None:
-    store = Conversations(max_conversations=2, max_messages=10)
-    conversation = store.open("new")
-    assert store.delete(conversation.id)
-    assert not store.record_turn(conversation.id, "q", "a")
-    assert store.messages(conversation.id) is None
-
-
-# Through the service.
+@pytest.fixture(params=["memory", "redis"])
+def start(request: pytest.FixtureRequest, live_service: LiveFactory) -> LiveFactory:
+    """`live_service` with HAYSTREAM_STORE_URL memory:// or a real redis-server's (emptied first)."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else "memory://"
+    return partial(live_service, store_url=url)
 
 
 def test_a_follow_up_is_answered_with_the_earlier_turn_in_the_prompt(
-    live_service: LiveFactory, upstream_server: DemoModelServer
+    start: LiveFactory, upstream_server: DemoModelServer
 ) -> None:
     """Regression: the turn was stored after the response closed, so a follow-up sent on `end` missed it."""
     upstream_server.behaviour = FAST
-    service = live_service()
+    service = start()
     first_meta, first_text, _ = ask(service, "My name is Ada {{ 7*7 }}.", "new")
     conversation_id = first_meta["conversation_id"]
     assert ID_PATTERN.fullmatch(conversation_id)
@@ -111,10 +79,10 @@ def test_a_follow_up_is_answered_with_the_earlier_turn_in_the_prompt(
 
 
 def test_an_unknown_id_starts_a_new_conversation_under_a_fresh_id(
-    live_service: LiveFactory, upstream_server: DemoModelServer
+    start: LiveFactory, upstream_server: DemoModelServer
 ) -> None:
     upstream_server.behaviour = FAST
-    service = live_service()
+    service = start()
     unknown = "conv_" + "x" * 32
     metadata, _, _ = ask(service, "Hello?", unknown)
     assert metadata["conversation_id"] != unknown and metadata["history_turns"] == 0
@@ -123,16 +91,16 @@ def test_an_unknown_id_starts_a_new_conversation_under_a_fresh_id(
 
 
 @pytest.mark.parametrize("bad", ["conv_short", "../etc", "conv_" + "a" * 31 + "!", "NEW", ""])
-def test_a_malformed_conversation_id_is_refused(live_service: LiveFactory, bad: str) -> None:
-    service = live_service()
+def test_a_malformed_conversation_id_is_refused(start: LiveFactory, bad: str) -> None:
+    service = start()
     response = service.client.post("/chat", json={"query": "q", "api_key": KEY, "conversation_id": bad})
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "conversation_id"
 
 
-def test_a_failed_turn_is_not_stored(live_service: LiveFactory, upstream_server: DemoModelServer) -> None:
+def test_a_failed_turn_is_not_stored(start: LiveFactory, upstream_server: DemoModelServer) -> None:
     upstream_server.behaviour = FAST
-    service = live_service()
+    service = start()
     conversation_id = ask(service, "First question", "new")[0]["conversation_id"]
     upstream_server.behaviour = Behaviour(tokens=5, first_token_delay=0.0, token_delay=0.0, fault="close_mid")
     body = {"query": "Second question", "api_key": KEY, "conversation_id": conversation_id}
@@ -141,9 +109,9 @@ def test_a_failed_turn_is_not_stored(live_service: LiveFactory, upstream_server:
     assert [m["content"] for m in history(service, conversation_id)][::2] == ["First question"]
 
 
-def test_a_cancelled_turn_is_not_stored(live_service: LiveFactory, upstream_server: DemoModelServer) -> None:
+def test_a_cancelled_turn_is_not_stored(start: LiveFactory, upstream_server: DemoModelServer) -> None:
     upstream_server.behaviour = FAST
-    service = live_service()
+    service = start()
     conversation_id = ask(service, "First question", "new")[0]["conversation_id"]
     upstream_server.behaviour = Behaviour(tokens=400, first_token_delay=0.0, token_delay=0.02)
     body = {"query": "Second question", "api_key": KEY, "conversation_id": conversation_id}
@@ -156,9 +124,9 @@ def test_a_cancelled_turn_is_not_stored(live_service: LiveFactory, upstream_serv
     assert len(history(service, conversation_id)) == 2
 
 
-def test_a_conversation_can_be_read_and_deleted(live_service: LiveFactory, upstream_server: DemoModelServer) -> None:
+def test_a_conversation_can_be_read_and_deleted(start: LiveFactory, upstream_server: DemoModelServer) -> None:
     upstream_server.behaviour = FAST
-    service = live_service()
+    service = start()
     conversation_id = ask(service, "Remember me", "new")[0]["conversation_id"]
     assert len(history(service, conversation_id)) == 2
     assert service.client.delete(f"/conversations/{conversation_id}").status_code == 204
@@ -171,11 +139,50 @@ def test_a_conversation_can_be_read_and_deleted(live_service: LiveFactory, upstr
     assert "Remember me" not in upstream_server.requests[-1].prompt
 
 
-def test_conversations_are_bounded_by_settings(live_service: LiveFactory, upstream_server: DemoModelServer) -> None:
+def test_conversations_in_memory_are_bounded_by_settings(
+    live_service: LiveFactory, upstream_server: DemoModelServer
+) -> None:
     upstream_server.behaviour = FAST
     service = live_service(max_conversations=2, conversation_max_messages=2)
     ids = [ask(service, f"Question {n}", "new")[0]["conversation_id"] for n in range(3)]
     assert service.client.get(f"/conversations/{ids[0]}").status_code == 404
     ask(service, "Follow-up", ids[2])
     assert [m["content"] for m in history(service, ids[2])][::2] == ["Follow-up"]
-    assert len(service.state.answers.conversations) == 2
+    assert service.client.get(f"/conversations/{ids[1]}").status_code == 200
+
+
+def test_conversations_in_redis_expire_after_the_ttl_unused(
+    live_service: LiveFactory, upstream_server: DemoModelServer, redis_url: str
+) -> None:
+    upstream_server.behaviour = FAST
+    service = live_service(store_url=redis_url, conversation_ttl=0.5, conversation_max_messages=2)
+    conversation_id = ask(service, "Question", "new")[0]["conversation_id"]
+    ask(service, "Follow-up", conversation_id)
+    assert [m["content"] for m in history(service, conversation_id)][::2] == ["Follow-up"]
+    wait_until(lambda: service.client.get(f"/conversations/{conversation_id}").status_code == 404, 10, "the TTL")
+
+
+def test_redis_holds_the_turns_but_never_the_key(
+    live_service: LiveFactory, upstream_server: DemoModelServer, redis_url: str
+) -> None:
+    upstream_server.behaviour = FAST
+    service = live_service(store_url=redis_url)
+    conversation_id = ask(service, "My name is Ada.", "new")[0]["conversation_id"]
+    ask(service, "What is my name?", conversation_id)
+    held = everything_in(redis_url)
+    assert b"My name is Ada." in held and conversation_id.encode() in held
+    assert KEY.encode() not in held and b"SENTINEL" not in held
+
+
+async def test_a_turn_the_lost_store_cannot_take_is_logged_and_the_answer_still_ends(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client has its whole answer by then: it gets `end`; the conversation misses the turn, said in the log."""
+    conversations = Conversations(LoopRedisConversationStore(own_redis.url, ttl=60, max_messages=10))
+    conversation = await conversations.open("new")
+    answer = Answer(cast(PipelineFactory, None), {}, query="q", conversation=conversation, conversations=conversations)
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="service.answering"):
+        await answer.finished(cast(Run, SimpleNamespace(reply="a")))
+    assert [record.getMessage() for record in caplog.records] == ["turn not stored"]
+    await conversations.close()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench.conversations
 import bench.handoff
 import bench.transport
 
@@ -61,3 +62,9 @@ def test_the_openai_and_tracing_benchmark_runs_and_its_streams_are_exact(tmp_pat
     rows = [*results["request"]["chat"], *results["request"]["openai"], *results["cpu"]["chat"]]
     rows += [*results["cpu"]["openai"], *results["tracing"]["off"], *results["tracing"]["on"]]
     assert rows and all(row["errors"] == 0 and row["tokens_per_s"] > 0 for row in rows)
+
+
+def test_the_conversation_store_comparison_runs(redis_url: str) -> None:
+    figures = bench.conversations.main(redis_url, n=20)
+    assert len(figures) == 16
+    assert all(value > 0 for value in figures.values())

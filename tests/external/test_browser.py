@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.serving import DEMO_NOTICE
+from service.store.conversations import InPlace, MemoryConversationStore
 from tests.conftest import LiveFactory, LiveService
 from tests.support.browser import FES_PAGE, launch_chromium, new_page, serve_test_pages, watch_browser_log
 from tests.support.nginx import nginx_in_front
@@ -225,4 +226,6 @@ def test_a_follow_up_on_the_page_continues_the_conversation_until_new_conversati
     page.wait_for_selector('#conversation[data-turns="1"]')
     wait_for_state(page, "done")
     assert upstream_server.requests[2].prompt == "Who am I?"
-    assert len(service.state.answers.conversations) == 2
+    in_place = service.state.answers.conversations.store
+    assert isinstance(in_place, InPlace) and isinstance(in_place.store, MemoryConversationStore)
+    assert len(in_place.store) == 2

@@ -4,6 +4,7 @@ import asyncio
 import io
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -97,6 +98,24 @@ def test_json_lines_carry_the_standard_fields_the_extras_and_the_run_id() -> Non
         "ttft_ms": None,
         "run_id": "run_json",
     }
+
+
+async def test_every_line_says_which_worker_process_wrote_it() -> None:
+    """`--workers N` writes N processes' lines to one stream: each line carries its process's pid."""
+    buffers = {log_format: io.StringIO() for log_format in ("json", "text")}
+    logger = logging.getLogger("service.test.worker")
+    handlers = [log_handler(log_format, buffer) for log_format, buffer in buffers.items()]  # type: ignore[arg-type]
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        logger.warning("on the loop")
+        await asyncio.to_thread(logger.warning, "on a thread")
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    entries = [json.loads(line) for line in buffers["json"].getvalue().splitlines()]
+    assert [entry["worker"] for entry in entries] == [os.getpid()] * 2
+    assert [line.endswith(f" worker={os.getpid()}") for line in buffers["text"].getvalue().splitlines()] == [True] * 2
 
 
 def test_json_lines_keep_a_traceback_in_one_field() -> None:

@@ -3,6 +3,7 @@
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -145,26 +146,26 @@ def test_an_outcome_outside_the_enums_is_refused_rather_than_becoming_a_label() 
         metrics.run_ended("finished", 0, None, 0.1)
 
 
-@pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`python -m service --demo --workers 2` in prometheus-client's multiprocess mode."""
-    directory = tmp_path / "prometheus"
-    directory.mkdir()
-    (directory / "counter_999999.db").write_bytes(b"stale")  # left by an earlier run: must be wiped
+@contextmanager
+def two_workers(tmp_path: Path, redis_url: str, metrics_dir: Path | None) -> Iterator[str]:
+    """`python -m service --demo --workers 2` on the Redis store; `metrics_dir`: PROMETHEUS_MULTIPROC_DIR, if any."""
+    (tmp_path / "tmp").mkdir()
     env = {
-        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "HAYSTREAM_STORE_URL": redis_url,
         "HAYSTREAM_DEMO_TOKEN_DELAY": "0",
         "HAYSTREAM_DEMO_FIRST_TOKEN_DELAY": "0.2",
+        "TMPDIR": str(tmp_path / "tmp"),  # where a private metrics directory would go
     }
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     args = ("--demo", "--workers", "2")
     with run_service_process(
         *args, env=env, log_dir=tmp_path, ready="/readyz", start_timeout=60, stop_timeout=20
     ) as service:
-        yield service.url, directory
+        yield service.url
 
 
-def test_multiprocess_mode_sums_counters_across_workers(two_workers: tuple[str, Path]) -> None:
-    url, directory = two_workers
+def assert_both_workers_counted(url: str) -> None:
     count = 12
 
     def ask(_: int) -> str:
@@ -173,9 +174,29 @@ def test_multiprocess_mode_sums_counters_across_workers(two_workers: tuple[str, 
 
     with ThreadPoolExecutor(count) as pool:  # concurrent, so both workers are likely to take some
         assert list(pool.map(ask, range(count))) == ["end"] * count
-    assert not (directory / "counter_999999.db").exists()
     for _ in range(4):  # whichever worker answers the scrape, it reports both workers' runs
         samples = parse(httpx.get(f"{url}/metrics", timeout=10).text)
         assert value(samples, "haystream_streams_total", outcome="completed") == count
         assert value(samples, "haystream_max_streams") == 2 * 256  # livesum: both workers' capacity
         assert ("process_resident_memory_bytes", ()) not in samples
+
+
+def test_multiprocess_mode_sums_counters_across_workers(tmp_path: Path, redis_url: str) -> None:
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"stale")  # left by an earlier run: must be wiped
+    with two_workers(tmp_path, redis_url, directory) as url:
+        assert_both_workers_counted(url)
+        assert not (directory / "counter_999999.db").exists()
+
+
+def test_several_workers_sum_their_metrics_with_no_set_up(tmp_path: Path, redis_url: str) -> None:
+    """No PROMETHEUS_MULTIPROC_DIR: `--workers 2` makes a private one, and removes it on exit."""
+
+    def private_dirs() -> list[Path]:
+        return [path for path in (tmp_path / "tmp").iterdir() if path.name.startswith("haystream-metrics-")]
+
+    with two_workers(tmp_path, redis_url, None) as url:
+        assert len(private_dirs()) == 1
+        assert_both_workers_counted(url)
+    assert private_dirs() == []

@@ -20,10 +20,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descri
 
 @router.get("/conversations/{conversation_id}", responses=_NOT_FOUND)
 async def read_conversation(conversation_id: str, serving: ServingDep) -> JSONResponse:
-    return JSONResponse({"conversation_id": conversation_id, "messages": serving.conversation(conversation_id)})
+    return JSONResponse({"conversation_id": conversation_id, "messages": await serving.conversation(conversation_id)})
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204, responses=_NOT_FOUND)
 async def delete_conversation(conversation_id: str, serving: ServingDep) -> Response:
-    serving.forget_conversation(conversation_id)
+    await serving.forget_conversation(conversation_id)
     return Response(status_code=204)
