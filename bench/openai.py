@@ -19,8 +19,6 @@ a shared machine falls on both alike. Every stream's text is checked against the
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.client import StreamResult, chat_request, stream
-from bench.run import ALL_CPUS, HOST, KEY, Running, Stack, Upstream, _pin, cpu_seconds, machine, ms, pct
+from bench.run import HOST, KEY, Running, Stack, Upstream, cpu_seconds, ms, pct, run_scenarios
 
 ROUTES = ("upstream", "chat", "openai")
 Pins = tuple[int | None, int | None]
@@ -180,20 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="a small, fast smoke run")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args(argv)
-    pins: Pins = (ALL_CPUS[0], ALL_CPUS[1]) if len(ALL_CPUS) >= 2 else (None, None)
-    if pins[1] is not None:
-        _pin(os.getpid(), pins[1])
-    results: dict[str, Any] = {"machine": machine(pins)}
-    for name in args.only or SCENARIOS:
-        started = time.perf_counter()
-        results[name] = SCENARIOS[name](args, pins)
-        results[name]["seconds"] = round(time.perf_counter() - started, 1)
-        print(json.dumps({name: results[name]}, indent=1), flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=1)
-    return results
+    return run_scenarios(SCENARIOS, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

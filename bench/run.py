@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -526,21 +526,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--loop-lag-ms", nargs="*", type=int, help="overload: the HAYSTREAM_MAX_LOOP_LAG_MS bounds to compare"
     )
-    args = parser.parse_args(argv)
-    cpus = ALL_CPUS
-    pins: tuple[int | None, int | None] = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    return run_scenarios(SCENARIOS, parser.parse_args(argv))
+
+
+def run_scenarios(scenarios: Mapping[str, Scenario], args: argparse.Namespace) -> dict[str, Any]:
+    """Pin this process (the load client) beside the upstream, run `args.only` (or every scenario),
+    print each result as it comes, and write them all to `args.json` when given."""
+    pins: tuple[int | None, int | None] = (ALL_CPUS[0], ALL_CPUS[1]) if len(ALL_CPUS) >= 2 else (None, None)
     if pins[1] is not None:
         _pin(os.getpid(), pins[1])
     results: dict[str, Any] = {"machine": machine(pins)}
-    for name in args.only or SCENARIOS:
+    for name in args.only or scenarios:
         started = time.perf_counter()
-        results[name] = SCENARIOS[name](args, pins)
+        results[name] = scenarios[name](args, pins)
         results[name]["seconds"] = round(time.perf_counter() - started, 1)
         print(json.dumps({name: results[name]}, indent=1), flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=1)
+    write_json(args.json, results)
     return results
+
+
+def write_json(path: str | None, results: dict[str, Any]) -> None:
+    if path:
+        with open(path, "w") as handle:
+            json.dump(results, handle, indent=1)
 
 
 if __name__ == "__main__":

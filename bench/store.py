@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench.run import ALL_CPUS, Stack, Upstream, _client_on, _free_port, _pin, both, cpu_seconds, machine
+from bench.run import ALL_CPUS, Stack, Upstream, _client_on, _free_port, _pin, both, cpu_seconds, machine, write_json
 
 Pins = tuple[int | None, int | None]
 
@@ -127,9 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
     }
     print(json.dumps({"redis_adds": results["redis_adds"]}), flush=True)
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=1)
+    write_json(args.json, results)
     return results
 
 

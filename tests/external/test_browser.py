@@ -10,19 +10,18 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from service.serving import DEMO_NOTICE
 from service.store.conversations import InPlace, MemoryConversationStore
 from tests.conftest import LiveFactory, LiveService
-from tests.support.browser import FES_PAGE, launch_chromium, new_page, serve_test_pages, watch_browser_log
+from tests.support.browser import FES_PAGE, serve_test_pages, watch_browser_log
 from tests.support.nginx import nginx_in_front
 from tests.support.waiting import wait_until
 
 QUERY = "What is streaming?"
 KEY = "sk-browser-SENTINEL-31d9"
-TIMEOUT_MS = 15_000
 
 Started = tuple[LiveService, str]  # the service, and the origin the browser talks to
 Starter = Callable[..., Started]
@@ -41,18 +40,6 @@ OBSERVE = f"""() => {{
     subtree: true, childList: true, characterData: true, attributes: true,
   }});
 }}"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with new_page(browser, TIMEOUT_MS) as page:
-        yield page
 
 
 @pytest.fixture(params=["direct", "nginx"])

@@ -6,17 +6,14 @@ itself serves for `/chat` (request interception), read by the page's own client 
 """
 
 import json
-from collections.abc import Iterator
 
-import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory
-from tests.support.browser import launch_chromium, new_page, watch_browser_log
+from tests.support.browser import watch_browser_log
 
 KEY = "sk-chat-page-SENTINEL-7c41"
-TIMEOUT_MS = 15_000
 HOSTILE = '<script>window.pwned=1</script> <img src=x onerror="window.pwned=1">'
 CODE = "print('hi <b>')\n"
 # Split mid-word and mid-fence, so the page renders incomplete Markdown on the way.
@@ -29,18 +26,6 @@ OBSERVE_STATUS = """() => {
   new MutationObserver(() => window.statuses.push(status.textContent))
     .observe(status, { subtree: true, childList: true, characterData: true });
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with new_page(browser, TIMEOUT_MS) as page:
-        yield page
 
 
 def open_page(page: Page, origin: str) -> None:

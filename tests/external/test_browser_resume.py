@@ -6,34 +6,19 @@ as a dropping network would. Two consumers: the browser's native `EventSource` o
 on `POST /chat` (it re-POSTs with `Last-Event-ID` and its `Idempotency-Key`).
 """
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveFactory
-from tests.support.browser import EVENTSOURCE_PAGE, FES_PAGE, launch_chromium, new_page, serve_test_pages
+from tests.support.browser import EVENTSOURCE_PAGE, FES_PAGE, serve_test_pages
 from tests.support.tcp_proxy import severable_proxy
 from tests.support.waiting import wait_until
 
 QUERY = "What happens when the network drops?"
 KEY = "sk-resume-SENTINEL-5b2e"
-TIMEOUT_MS = 20_000
 BEHAVIOUR = Behaviour(tokens=150, token_delay=0.02, first_token_delay=0.0)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launch_chromium() as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    with new_page(browser, TIMEOUT_MS) as page:
-        yield page
 
 
 def cut_mid_answer(page: Page, proxy: Any) -> None:
