@@ -92,17 +92,7 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
         gc = IdleGC.for_process()
         lag = LoopLag()
         lag.start()
-        max_lag = settings.max_loop_lag_ms / 1000
-        admission = Admission(
-            settings.max_streams,
-            upstream,
-            settings.queue_size,
-            meters,
-            gc,
-            max_duration=settings.run_max_duration,
-            lag=lag,
-            max_lag=max_lag,
-        )
+        admission = _admission(settings, upstream, meters, gc, lag)
         meters.watch(live_gauges(admission, upstream, threads, loop, lag), loop)
         answers = _answers(settings)
         if (settings.base_url or "https:").startswith("https:"):  # no base URL: OpenAI's, over https
@@ -129,6 +119,22 @@ def _lifespan(settings: Settings, tracing: Tracing):  # type: ignore[no-untyped-
             tracing.shutdown()
 
     return lifespan
+
+
+def _admission(
+    settings: Settings, upstream: UpstreamPool, meters: ServiceMetrics, gc: IdleGC | None, lag: LoopLag
+) -> Admission:
+    """Slots for `max_streams` runs, refused while the loop is behind by more than `max_loop_lag_ms`."""
+    return Admission(
+        settings.max_streams,
+        upstream,
+        settings.queue_size,
+        meters,
+        gc,
+        max_duration=settings.run_max_duration,
+        lag=lag,
+        max_lag=settings.max_loop_lag_ms / 1000,
+    )
 
 
 def _answers(settings: Settings) -> Context:
