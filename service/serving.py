@@ -86,7 +86,8 @@ class Serving:
         the run the Idempotency-Key is bound to."""
         held = await self._hold(ask, idempotency_key, grace, encoder)
         if not isinstance(held, HeldRun):
-            return await self.read(held, None, wire=encoder("").wire)
+            _check_wire(held, encoder(held.id).wire, "idempotency-key")
+            return await self.read(held, None)
         reader = await self.read(held, None)
         held.start()
         assert reader is not None  # a run just started has every event still to come
@@ -105,8 +106,8 @@ class Serving:
 
     async def find(self, ask: Ask, idempotency_key: str, wire: str = EVENTS.wire) -> RunHandle | None:
         found = await self.runs.find(ask.owner, idempotency_key)
-        if found is not None and _wire_of(found) not in (None, wire):
-            raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
+        if found is not None:
+            _check_wire(found, wire, "idempotency-key")
         return found
 
     async def resume(self, ask: Ask, last_event_id: str, wire: str = EVENTS.wire) -> Reader | None:
@@ -114,8 +115,7 @@ class Serving:
         found = await self.runs.get(last_event_id.rpartition(":")[0])
         if found is None or found.owner != ask.owner:
             raise RunExpired
-        if _wire_of(found) not in (None, wire):
-            raise InvalidRequest("last-event-id", "belongs to a run started on another endpoint")
+        _check_wire(found, wire, "last-event-id")
         return await self.read(found, last_event_id)
 
     async def get(self, run_id: str) -> RunHandle:
@@ -143,10 +143,8 @@ class Serving:
         if not await self.answers.conversations.delete(conversation_id):
             raise ConversationNotFound
 
-    async def read(self, found: RunHandle, last_event_id: str | None, wire: str | None = None) -> Reader | None:
+    async def read(self, found: RunHandle, last_event_id: str | None) -> Reader | None:
         """A reader of a run's events after `last_event_id` (all when None); None: nothing more will come."""
-        if wire is not None and _wire_of(found) not in (None, wire):
-            raise InvalidRequest("idempotency-key", "was used for a run started on another endpoint")
         resumed = not isinstance(found, HeldRun) or found.writer is not None  # not a new run's first reader
         frames = await found.open_reader(last_event_id)
         if frames is None:
@@ -286,6 +284,8 @@ class Serving:
         )
 
 
-def _wire_of(found: RunHandle) -> str | None:
-    """The wire format of a run this process holds; None for one read through another process."""
-    return found.log.encoder.wire if isinstance(found, HeldRun) else None
+def _check_wire(found: RunHandle, wire: str, header: str) -> None:
+    """A run is read in the format it was started in (the service's events, or OpenAI's chunks); only
+    a run this process holds knows its format, one read through another process is taken as it comes."""
+    if isinstance(found, HeldRun) and found.log.encoder.wire != wire:
+        raise InvalidRequest(header, "belongs to a run started on another endpoint")
