@@ -49,6 +49,7 @@ class StreamBridge:
         self._taken = threading.Condition(self._lock)  # the hand-off took the waiting chunks
         self._waiting: Batch = []
         self._pending: concurrent.futures.Future[None] | None = None  # the hand-off in flight
+        self._held_back = False  # the producer waits on `_taken`
         self._cancelled = False
         self.received = 0  # chunks the generator has handed over
 
@@ -66,7 +67,9 @@ class StreamBridge:
                 self._waiting.append(chunk)
                 if self._pending is not None:
                     while len(self._waiting) >= self._max_pending and not self._cancelled:
+                        self._held_back = True
                         self._taken.wait()  # the reader is behind: hold the producer back
+                        self._held_back = False
                     if self._cancelled:
                         raise RunCancelled
                     return  # the hand-off in flight takes it when its put is done
@@ -84,11 +87,16 @@ class StreamBridge:
 
     async def _hand_off(self, batch: Batch) -> None:
         """On the loop: put batches until no chunk is waiting, then mark the hand-off done."""
+        queue = self._queue
         while True:
-            await self._queue.put(batch)
+            if queue.full():
+                await queue.put(batch)
+            else:
+                queue.put_nowait(batch)  # the usual case: the collector has taken the last batch
             with self._lock:
                 batch, self._waiting = self._waiting, []
-                self._taken.notify()
+                if self._held_back:
+                    self._taken.notify()
                 if not batch:
                     self._pending = None
                     return

@@ -78,7 +78,9 @@ class ChunkCollector:
                 item: QueueItem | object = await self._queue.get()
                 self._last_sent = loop.time()
                 while isinstance(item, list):  # this batch, and every one already queued behind it
-                    self._texts.extend(chunk.content for chunk in item if chunk.content)
+                    for chunk in item:
+                        if chunk.content:
+                            self._texts.append(chunk.content)
                     item = self._queue.get_nowait() if not self._queue.empty() else _NOTHING
                 if self._texts:
                     yield self._data_event()

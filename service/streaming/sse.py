@@ -72,12 +72,19 @@ class Encoder(Protocol):
 
 
 class NamedEvents:
-    """The service's own events: `metadata`, `data`..., then `end` or `error`, each with its id."""
+    """The service's own events: `metadata`, `data`..., then `end` or `error`, each with its id.
+
+    A `data` event, one per token, is framed in one step: its data is a JSON string (`json_string`),
+    which never holds a line break, and its id is the event log's (`<run_id>:<n>`, URL-safe), so
+    there is nothing to split or strip; anything else takes `encode`'s general path."""
 
     wire: ClassVar[str] = "events"
 
     def __call__(self, event: Event, event_id: str | None) -> bytes:
-        return encode(Event(event.name, event.data, event_id))
+        data = event.data
+        if event.name == "data" and event_id is not None and "\n" not in data and "\r" not in data:
+            return f"id: {event_id}\nevent: data\ndata: {data}\n\n".encode()
+        return encode(Event(event.name, data, event_id))
 
 
 EVENTS = NamedEvents()

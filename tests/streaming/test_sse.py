@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from service.streaming.sse import KEEPALIVE_FRAME, Event, comment, encode, json_string
+from service.streaming.sse import EVENTS, KEEPALIVE_FRAME, Event, comment, encode, json_string
 from tests.support.sse import parse_sse
 
 
@@ -60,3 +60,11 @@ def test_comment_and_keepalive_are_ignored_by_a_parser() -> None:
 
 def test_non_ascii_is_utf8() -> None:
     assert encode(Event("e", "héllo ✓")) == "event: e\ndata: héllo ✓\n\n".encode()
+
+
+@pytest.mark.parametrize("data", [json_string("a\u2028b é \n\r\"x\""), json_string(""), '"a\nb"', '"a\r"', "{}"])
+def test_the_run_encoder_frames_data_events_as_the_general_path_does(data: str) -> None:
+    # A data event takes a one-step path (no splitting); it must give the very bytes `encode` gives,
+    # raw line breaks included (they still go the general way).
+    assert EVENTS(Event("data", data), "run_x:7") == encode(Event("data", data, "run_x:7"))
+    assert EVENTS(Event("end", data), "run_x:8") == encode(Event("end", data, "run_x:8"))
