@@ -161,32 +161,39 @@ class Running:
     service_pid: int
     upstream: Upstream
 
-    def request(self, n: int, direct: bool) -> bytes:
+    def request(self, n: int, direct: bool, port: int | None = None) -> bytes:
         body: dict[str, object] = {"query": f"question {n}"}
         if direct:
             body = {"model": "demo", "stream": True, "messages": [{"role": "user", "content": f"question {n}"}]}
             return chat_request(HOST, self.upstream_port, "/v1/chat/completions", body, KEY)
-        return chat_request(HOST, self.service_port, "/chat", body | {"api_key": KEY}, KEY)
+        return chat_request(HOST, port or self.service_port, "/chat", body | {"api_key": KEY}, KEY)
 
     def expected(self, n: int) -> str:
         return expected_text(f"question {n}", Behaviour(tokens=self.upstream.tokens))
 
     async def load(
-        self, clients: int, requests: int, direct: bool, *, leave_after: int | None = None, ramp: float = 0.0
+        self,
+        clients: int,
+        requests: int,
+        direct: bool,
+        *,
+        leave_after: int | None = None,
+        ramp: float = 0.0,
+        port: int | None = None,
     ) -> list[StreamResult]:
         """`clients` concurrent loops sharing `requests` requests; each result checked for exact text.
 
         With `ramp`, client i starts i * ramp / clients seconds in, as arrivals spread out in practice;
-        without, all start at once (a burst).
+        without, all start at once (a burst). `port`: another server speaking the service's /chat (the relay).
         """
-        port = self.upstream_port if direct else self.service_port
+        port = self.upstream_port if direct else port or self.service_port
         counter = iter(range(requests))
         results: list[StreamResult] = []
 
         async def loop(delay: float) -> None:
             await asyncio.sleep(delay)
             for n in counter:
-                request = self.request(n, direct)
+                request = self.request(n, direct, port)
                 result = await stream(HOST, port, request, upstream_format=direct, leave_after=leave_after)
                 if leave_after is None and result.error is None and result.text != self.expected(n):
                     result.error = "inexact text"
@@ -265,10 +272,30 @@ def scenario(name: str) -> Callable[[Scenario], Scenario]:
 
 
 def _one_client(cpus: tuple[int | None, int | None], upstream: Upstream, requests: int) -> dict[str, Any]:
-    """1 client, sequential requests, after a short warm-up."""
+    """1 client, sequential requests, after a short warm-up; the bare relay (`bench/relay.py`) too, on the
+    service's CPU, with the same client, the same upstream, in the same run."""
     with Stack(upstream).run(cpus) as running:
         asyncio.run(running.load(1, 20, direct=False))
-        return asyncio.run(both(running, 1, requests))
+        out = asyncio.run(both(running, 1, requests))
+        for client in ("shared", "per-request"):
+            with relay(running.upstream_port, cpus[0], client) as (port, pid):
+                asyncio.run(running.load(1, 20, direct=False, port=port))
+                cpu = cpu_seconds(pid)
+                side = summarize(asyncio.run(running.load(1, requests, direct=False, port=port)))
+                tokens = upstream.tokens * (side["requests"] - side["errors"])
+                side["cpu_us_per_token"] = round((cpu_seconds(pid) - cpu) / max(tokens, 1) * 1e6, 1)
+                out[f"relay_{client}"] = side
+        return out
+
+
+@contextlib.contextmanager
+def relay(upstream_port: int, cpu: int | None, client: str) -> Iterator[tuple[int, int]]:
+    """The bare relay (`bench/relay.py`) in front of the upstream: its port and pid."""
+    port = _free_port()
+    command = [sys.executable, "-m", "bench.relay", "--host", HOST, "--port", str(port), "--client", client]
+    command += ["--base-url", f"http://{HOST}:{upstream_port}/v1", "--model", "demo"]
+    with process(command, {}, cpu, f"http://{HOST}:{port}/healthz") as proc:
+        yield port, proc.pid
 
 
 @scenario("ttft1")
@@ -276,6 +303,9 @@ def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None
     """1 client, sequential requests: the time to first token the service adds."""
     out = _one_client(cpus, Upstream(tokens=20, token_delay_ms=5), 20 if args.quick else 200)
     out["added_ttft_p50_ms"] = round(out["service"]["ttft_p50_ms"] - out["upstream"]["ttft_p50_ms"], 2)
+    for client in ("shared", "per-request"):
+        added = out[f"relay_{client}"]["ttft_p50_ms"] - out["upstream"]["ttft_p50_ms"]
+        out[f"relay_{client}_added_ttft_p50_ms"] = round(added, 2)
     return out
 
 
@@ -283,8 +313,8 @@ def ttft_one_client(args: argparse.Namespace, cpus: tuple[int | None, int | None
 def per_request(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
     """1 client, sequential one-token answers: what a request costs the service, apart from its tokens."""
     out = _one_client(cpus, Upstream(tokens=1, token_delay_ms=0), 50 if args.quick else 1000)
-    service = out["service"]
-    service["cpu_ms_per_request"] = round(service.pop("cpu_us_per_token") / 1000, 3)  # one token each
+    for side in (out["service"], out["relay_shared"], out["relay_per-request"]):
+        side["cpu_ms_per_request"] = round(side.pop("cpu_us_per_token") / 1000, 3)  # one token each
     return out
 
 

@@ -22,6 +22,7 @@ import cProfile
 import pstats
 import statistics
 import time
+from collections.abc import MutableMapping
 from typing import Any
 
 import uvloop
@@ -50,7 +51,7 @@ async def _one_round(chunks: int) -> float:
     sent = asyncio.Event()
     done = asyncio.get_running_loop().create_future()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message.get("body"):
             sent.set()
 

@@ -74,8 +74,8 @@ def install() -> None:
     _before(HttpToolsProtocol, "data_received", "request bytes read by the loop")
     _after(Admission, "admit", "admitted")
 
-    async def prepared(*args: Any) -> Any:
-        answer = await prepare(*args)
+    async def prepared(*args: Any, **kwargs: Any) -> Any:
+        answer = await prepare(*args, **kwargs)
         mark("prepared (answering)")
         return answer
 
@@ -206,4 +206,4 @@ def report(results: list[dict[str, float]]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200)

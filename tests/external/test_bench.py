@@ -8,6 +8,7 @@ from pathlib import Path
 
 import bench.conversations
 import bench.handoff
+import bench.steps
 import bench.transport
 
 
@@ -18,6 +19,8 @@ def test_the_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert results["ttft1"]["service"]["errors"] == 0
     assert results["ttft1"]["upstream"]["errors"] == 0
+    assert results["ttft1"]["relay_shared"]["errors"] == results["ttft1"]["relay_per-request"]["errors"] == 0
+    assert results["ttft1"]["relay_shared"]["requests"] == results["ttft1"]["service"]["requests"]
     throughput = results["throughput"]["1w_service"]
     assert throughput["errors"] == 0
     assert throughput["tokens_exact"] > 0
@@ -33,6 +36,20 @@ def test_the_hand_off_comparison_runs() -> None:
     figures = bench.handoff.main()
     assert set(figures) == {"run_coroutine_threadsafe", "call_soon"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_the_per_token_steps_are_counted() -> None:
+    figures = bench.steps.main()
+    assert figures["us_per_chunk"] > 0
+    assert figures["calls_per_chunk"] > 10  # every step of a chunk's way is a call or more
+
+
+def test_the_timeline_of_one_request_runs() -> None:
+    # Its own process: it patches the service's classes to put probes on each step.
+    done = subprocess.run([sys.executable, "-m", "bench.timeline", "5"], check=True, capture_output=True, timeout=120)
+    lines = done.stdout.decode().splitlines()
+    assert any(line.endswith("first data bytes at the client") for line in lines), lines
+    assert len(lines) >= 10, lines
 
 
 def test_the_transport_comparison_runs() -> None:

@@ -62,7 +62,7 @@ def test_non_ascii_is_utf8() -> None:
     assert encode(Event("e", "héllo ✓")) == "event: e\ndata: héllo ✓\n\n".encode()
 
 
-@pytest.mark.parametrize("data", [json_string("a\u2028b é \n\r\"x\""), json_string(""), '"a\nb"', '"a\r"', "{}"])
+@pytest.mark.parametrize("data", [json_string('a\u2028b é \n\r"x"'), json_string(""), '"a\nb"', '"a\r"', "{}"])
 def test_the_run_encoder_frames_data_events_as_the_general_path_does(data: str) -> None:
     # A data event takes a one-step path (no splitting); it must give the very bytes `encode` gives,
     # raw line breaks included (they still go the general way).
