@@ -7,11 +7,16 @@ by slots only (`HAYSTREAM_MAX_LOOP_LAG_MS` at its maximum, i.e. as before admiss
 the service admitting by measured capacity at each bound asked for (its default unless
 `--loop-lag-ms` says). For each: how many were admitted and refused; for the admitted, TTFT, gap and
 total p99; for the refused, the time to the 503 (p50, p99); tokens delivered per second and the
-service's CPU per token.
+service's CPU per token. And, for each service side, `bench/probe.py` in a process of its own: a
+`POST /chat` every 100 ms from the start of the ramp, timed to its status line, so the time to a
+503 is also measured by a client whose own loop is not carrying 200 streams.
 """
 
 import argparse
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -40,12 +45,36 @@ def run(args: argparse.Namespace, cpus: tuple[int | None, int | None]) -> dict[s
 
 
 def _side(running: Running, clients: int, requests: int, direct: bool) -> dict[str, Any]:
+    probe = None if direct else _probe(running.service_port, RAMP + 2.0)
     cpu = cpu_seconds(running.service_pid)
     start = time.perf_counter()
     results = asyncio.run(running.load(clients, requests, direct=direct, ramp=RAMP))
     wall = time.perf_counter() - start
     cpu = cpu_seconds(running.service_pid) - cpu
-    return _figures(results, running.upstream.tokens, wall, None if direct else cpu)
+    row = _figures(results, running.upstream.tokens, wall, None if direct else cpu)
+    if probe is not None:
+        row |= _probed(json.loads(probe.communicate(timeout=120)[0]))
+    return row
+
+
+def _probe(port: int, seconds: float) -> subprocess.Popen[bytes]:
+    """`bench/probe.py` in a process of its own, on the load client's CPU, from the start of the ramp."""
+    return subprocess.Popen([sys.executable, "-m", "bench.probe", str(port), str(seconds)], stdout=subprocess.PIPE)
+
+
+def _probed(answers: list[tuple[int, float]]) -> dict[str, Any]:
+    """The probe's time to the status line, for its refusals and for its admitted requests."""
+    refused = [took for status, took in answers if status == 503]
+    admitted = [took for status, took in answers if status == 200]
+    return {
+        "probe_refused": len(refused),
+        "probe_refused_p50_ms": ms(pct(refused, 50)),
+        "probe_refused_p99_ms": ms(pct(refused, 99)),
+        "probe_refused_max_ms": ms(max(refused, default=float("nan"))),
+        "probe_admitted": len(admitted),
+        "probe_admitted_p50_ms": ms(pct(admitted, 50)),
+        "probe_admitted_p99_ms": ms(pct(admitted, 99)),
+    }
 
 
 def _figures(results: list[StreamResult], tokens: int, wall: float, cpu: float | None) -> dict[str, Any]:

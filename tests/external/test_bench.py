@@ -68,6 +68,8 @@ def test_the_overload_scenario_runs_and_counts_every_request(tmp_path: Path) -> 
         assert overload[side]["admitted"] + overload[side]["refused"] == overload["requests"], side
         assert overload[side]["errors"] == 0, side
     assert overload["upstream"]["refused"] == overload["service_slots_only"]["refused"] == 0
+    probed = overload["service_lag_5ms"]
+    assert probed["probe_admitted"] + probed["probe_refused"] > 0  # the independent client was heard
 
 
 def test_the_openai_and_tracing_benchmark_runs_and_its_streams_are_exact(tmp_path: Path) -> None:
