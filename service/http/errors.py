@@ -73,58 +73,58 @@ def _retry_after(request: Request) -> dict[str, str]:
 
 async def _at_capacity(request: Request, error: CapacityExceeded) -> JSONResponse:
     message = AT_CAPACITY[error.reason]
-    return _refuse(request, 503, "at_capacity", message, retryable=True, headers=_retry_after(request))
+    return refusal(request.url.path, 503, "at_capacity", message, retryable=True, headers=_retry_after(request))
 
 
-def at_capacity(error: CapacityExceeded, retry_after: int) -> JSONResponse:
-    """The 503 for a new stream the `ShedLoad` middleware refuses, before any routing."""
+def at_capacity(error: CapacityExceeded, retry_after: int, path: str) -> JSONResponse:
+    """The 503 for a new stream the `ShedLoad` middleware refuses, before any routing, in `path`'s API's shape."""
     headers = {"Retry-After": str(retry_after)}
-    return error_response(503, "at_capacity", AT_CAPACITY[error.reason], retryable=True, headers=headers)
+    return refusal(path, 503, "at_capacity", AT_CAPACITY[error.reason], retryable=True, headers=headers)
 
 
 async def _shutting_down(request: Request, _: ShuttingDown) -> JSONResponse:
     """Closes the connection too: the retry should reach another instance."""
     message = "The service is shutting down; retry shortly."
     headers = _retry_after(request) | {"Connection": "close"}
-    return _refuse(request, 503, "shutting_down", message, retryable=True, headers=headers)
+    return refusal(request.url.path, 503, "shutting_down", message, retryable=True, headers=headers)
 
 
 async def _store_unavailable(request: Request, _: StoreUnavailable) -> JSONResponse:
     message = "The service cannot reach its shared store; retry shortly."
-    return _refuse(request, 503, "store_unavailable", message, retryable=True, headers=_retry_after(request))
+    return refusal(request.url.path, 503, "store_unavailable", message, retryable=True, headers=_retry_after(request))
 
 
 async def _not_found(request: Request, __: RunNotFound) -> JSONResponse:
     errors = [{"field": "run_id", "message": "no such run, or it is no longer held"}]
-    return _refuse(request, 404, "run_not_found", "No such run, or it is no longer held.", errors=errors)
+    return refusal(request.url.path, 404, "run_not_found", "No such run, or it is no longer held.", errors=errors)
 
 
 async def _no_conversation(request: Request, __: ConversationNotFound) -> JSONResponse:
     message = "No such conversation (it may have been deleted or evicted)."
     errors = [{"field": "conversation_id", "message": "no such conversation"}]
-    return _refuse(request, 404, "not_found", message, errors=errors)
+    return refusal(request.url.path, 404, "not_found", message, errors=errors)
 
 
 async def _unknown_model(request: Request, error: UnknownModel) -> JSONResponse:
     message = "No such model; GET /v1/models lists the models."  # not echoed: a misplaced key must not come back
-    return _refuse(request, 404, "model_not_found", message, errors=[{"field": "model", "message": "unknown"}])
+    return refusal(request.url.path, 404, "model_not_found", message, errors=[{"field": "model", "message": "unknown"}])
 
 
 async def _unauthenticated(request: Request, error: Unauthenticated) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"}
-    return _refuse(request, 401, "invalid_api_key", str(error), headers=headers)
+    return refusal(request.url.path, 401, "invalid_api_key", str(error), headers=headers)
 
 
 async def _run_expired(request: Request, __: RunExpired) -> JSONResponse:
     message = "The run this Last-Event-ID belongs to is no longer held; start a new one."
     errors = [{"field": "last-event-id", "message": "names a run that is no longer held"}]
-    return _refuse(request, 410, "run_expired", message, errors=errors)
+    return refusal(request.url.path, 410, "run_expired", message, errors=errors)
 
 
 async def _replay_unavailable(request: Request, __: ReplayUnavailable) -> JSONResponse:
     message = "The events after Last-Event-ID are no longer held; start a new run."
     errors = [{"field": "last-event-id", "message": "the events after it are no longer held"}]
-    return _refuse(request, 410, "replay_unavailable", message, errors=errors)
+    return refusal(request.url.path, 410, "replay_unavailable", message, errors=errors)
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -133,22 +133,22 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     if status == 400:  # FastAPI could not parse the body (e.g. not UTF-8)
         message = "body: could not be parsed as UTF-8 JSON"
         fields = [{"field": "body", "message": "could not be parsed"}]
-        return _refuse(request, 400, "invalid_json", message, errors=fields)
+        return refusal(request.url.path, 400, "invalid_json", message, errors=fields)
     if status == 404:  # no route has this path (or a route found nothing there: a static file)
-        return _refuse(
-            request, 404, "not_found", "No such path.", errors=[{"field": "path", "message": "no such path"}]
+        return refusal(
+            request.url.path, 404, "not_found", "No such path.", errors=[{"field": "path", "message": "no such path"}]
         )
     if status == 405:
         allowed = next((value for name, value in (headers or {}).items() if name.lower() == "allow"), "")
         message = f"{request.method} is not allowed here; use {allowed.replace(', ', ' or ')}."
         errors = [{"field": "method", "message": f"must be one of: {allowed}"}]
-        return _refuse(request, 405, "method_not_allowed", message, errors=errors, headers=headers)
-    return _refuse(request, status, "http_error", str(error.detail), headers=headers)
+        return refusal(request.url.path, 405, "method_not_allowed", message, errors=errors, headers=headers)
+    return refusal(request.url.path, status, "http_error", str(error.detail), headers=headers)
 
 
 async def _invalid_request(request: Request, error: InvalidRequest) -> JSONResponse:
     fields = [{"field": error.field, "message": error.message}]
-    return _refuse(request, 422, "invalid_request", str(error), errors=fields)
+    return refusal(request.url.path, 422, "invalid_request", str(error), errors=fields)
 
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -156,20 +156,20 @@ async def _invalid_body(request: Request, error: RequestValidationError) -> JSON
     if request.method == "POST" and not _is_json(request.headers.get("content-type", "")):
         field = {"field": "content-type", "message": "must be application/json"}
         message = "content-type: must be application/json"
-        return _refuse(request, 415, "unsupported_media_type", message, errors=[field])
+        return refusal(request.url.path, 415, "unsupported_media_type", message, errors=[field])
     fields = [_field_error(detail) for detail in error.errors()]
     if any(detail.get("type") == "json_invalid" for detail in error.errors()):
         invalid = [{"field": "body", "message": "not valid JSON"}]
-        return _refuse(request, 400, "invalid_json", "body: not valid JSON", errors=invalid)
+        return refusal(request.url.path, 400, "invalid_json", "body: not valid JSON", errors=invalid)
     if any(_is_whole_body(detail, "missing") for detail in error.errors()):  # nothing was sent
         field = {"field": "body", "message": "is empty: send a JSON object"}
-        return _refuse(request, 400, "invalid_json", "body: is empty: send a JSON object", errors=[field])
+        return refusal(request.url.path, 400, "invalid_json", "body: is empty: send a JSON object", errors=[field])
     message = "; ".join(f"{item['field']}: {item['message']}" for item in fields)
-    return _refuse(request, 422, "invalid_request", message, errors=fields)
+    return refusal(request.url.path, 422, "invalid_request", message, errors=fields)
 
 
-def _refuse(
-    request: Request,
+def refusal(
+    path: str,
     status: int,
     error_type: str,
     message: str,
@@ -179,7 +179,7 @@ def _refuse(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The refusal in the shape of the path's API: the service's `ErrorBody`, or OpenAI's on /v1."""
-    if not request.url.path.startswith(OPENAI_PATHS):
+    if not path.startswith(OPENAI_PATHS):
         return error_response(status, error_type, message, retryable=retryable, errors=errors, headers=headers)
     if status == 422:
         status = 400  # OpenAI answers a malformed request with a 400

@@ -1,5 +1,6 @@
 """Admission by measured capacity: a loop that is behind refuses new streams, fast, and only new ones."""
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,23 @@ async def test_a_loop_behind_refuses_before_the_body_is_read_or_a_pipeline_built
         # With an Idempotency-Key the request may attach to a running run, so the edge lets it through;
         # a new run is then refused by admission itself, still before any pipeline is prepared.
         assert_at_capacity(await client.post("/chat", json=BODY, headers={"idempotency-key": "k1"}))
+    assert prepared == []
+
+
+async def test_the_openai_endpoint_is_refused_before_its_body_is_read_in_openais_shape(
+    app: FastAPI, prepared: list[str]
+) -> None:
+    behind(app)
+    completion = {"model": "haystream-chat", "messages": [{"role": "user", "content": QUERY}], "stream": True}
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    async with asgi_client_for(app) as client:
+        for body in (b"{not json", json.dumps(completion).encode()):
+            response = await client.post("/v1/chat/completions", content=body, headers=headers)
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "7"
+            error = response.json()["error"]  # what OpenAI's SDKs read: they retry a 503
+            assert error["code"] == "at_capacity" and error["type"] == "server_error"
+            assert KEY not in response.text
     assert prepared == []
 
 

@@ -1,6 +1,7 @@
 """`ShedLoad`: refuse a new stream with 503 `at_capacity` before any work is spent on it.
 
-A pure ASGI middleware in front of the routes that start runs (`POST /chat`, `POST /runs`). When
+A pure ASGI middleware in front of the routes that start runs (`POST /chat`, `POST /runs`,
+`POST /v1/chat/completions`, where the 503 is in OpenAI's error shape). When
 admission would refuse (`Admission.pressure`: every slot taken, or the event loop further behind
 than `HAYSTREAM_MAX_LOOP_LAG_MS`), the client gets the same 503 as from `Serving` (same body,
 `Retry-After`) without its body being read or parsed, without FastAPI's routing, dependencies or
@@ -22,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.errors import CapacityExceeded
 from service.http.errors import at_capacity
 
-RUN_STARTING = frozenset({("POST", "/chat"), ("POST", "/runs")})
+RUN_STARTING = frozenset({("POST", "/chat"), ("POST", "/runs"), ("POST", "/v1/chat/completions")})
 ATTACHING = frozenset({b"last-event-id", b"idempotency-key"})
 
 
@@ -36,7 +37,7 @@ class ShedLoad:
             try:
                 serving.refuse_if_full()
             except CapacityExceeded as error:
-                await at_capacity(error, serving.settings.retry_after)(scope, receive, send)
+                await at_capacity(error, serving.settings.retry_after, scope["path"])(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
