@@ -161,3 +161,58 @@ def test_a_buffering_nginx_that_ignores_x_accel_buffering_holds_the_whole_answer
     assert rest == b""
     (record,) = upstream_server.wait_for_requests(1)
     assert record.closed.wait(5) and record.completed
+
+
+def test_a_full_replica_s_503_is_passed_on_to_the_next_one(
+    upstream_server: DemoModelServer, make_settings: SettingsFactory
+) -> None:
+    """deploy/nginx.conf's `proxy_next_upstream ... http_503 non_idempotent`: a replica that refuses a new
+    stream (before doing any work for it) does not reach the client while another one has room."""
+    with ExitStack() as stack:
+        urls = []
+        for max_streams in (1, 8):
+            app = create_app(make_settings(base_url=upstream_server.base_url, model="demo", max_streams=max_streams))
+            urls.append(stack.enter_context(run_server(app)))
+        full = stack.enter_context(httpx.Client(base_url=urls[0], timeout=httpx.Timeout(10.0)))
+        front = stack.enter_context(nginx_in_front(urls[0], AS_SHIPPED, urls[1]))
+        client = stack.enter_context(httpx.Client(base_url=front, timeout=httpx.Timeout(10.0)))
+        upstream_server.behaviour = Behaviour(first_token_delay=NEVER)
+        holding = stack.enter_context(LiveStream(full, BODY))  # the first replica's one slot, taken
+        first = holding.next_event()
+        assert first is not None and first.event == "metadata"
+        upstream_server.behaviour = Behaviour()
+        for _ in range(6):  # round-robin sends about half of them to the full replica first
+            parser, complete = read_all(client)
+            assert complete and text_of(parser.events) == expected_text(QUERY, upstream_server.behaviour)
+        refused = _refusals(full.get("/metrics").text)
+        assert refused >= 1, "no request reached the full replica: the test did not test the retry"
+
+
+def _refusals(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("haystream_refusals_total{")
+    )
+
+
+def test_when_every_replica_is_full_the_client_gets_their_503_not_nginx_s_502(
+    upstream_server: DemoModelServer, make_settings: SettingsFactory
+) -> None:
+    """`max_fails=0` on each server line: nginx never marks a replica down for refusing, so a full group
+    answers each request with a replica's own 503 and Retry-After, never "no live upstreams"."""
+    with ExitStack() as stack:
+        replicas = []
+        for _ in range(2):
+            app = create_app(make_settings(base_url=upstream_server.base_url, model="demo", max_streams=1))
+            url = stack.enter_context(run_server(app))
+            replicas.append(stack.enter_context(httpx.Client(base_url=url, timeout=httpx.Timeout(10.0))))
+        front = stack.enter_context(nginx_in_front(str(replicas[0].base_url), AS_SHIPPED, str(replicas[1].base_url)))
+        client = stack.enter_context(httpx.Client(base_url=front, timeout=httpx.Timeout(10.0)))
+        upstream_server.behaviour = Behaviour(first_token_delay=NEVER)
+        for replica in replicas:
+            holding = stack.enter_context(LiveStream(replica, BODY))
+            first = holding.next_event()
+            assert first is not None and first.event == "metadata"
+        for _ in range(3):
+            refused = client.post("/chat", json=BODY)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["type"] == "at_capacity" and refused.headers["retry-after"]

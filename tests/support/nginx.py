@@ -45,10 +45,12 @@ class Tweaks:
 AS_SHIPPED = Tweaks()
 
 
-def render(reference: str, *, port: int, upstream: str, workdir: Path, tweaks: Tweaks = AS_SHIPPED) -> str:
-    """The reference config, pointed at `upstream` ("127.0.0.1:PORT") and listening on loopback."""
+def render(reference: str, *, port: int, upstreams: list[str], workdir: Path, tweaks: Tweaks = AS_SHIPPED) -> str:
+    """The reference config, pointed at `upstreams` ("127.0.0.1:PORT", each with the reference server
+    line's parameters) and listening on loopback."""
     conf = _sub(reference, r"listen\s+[^;]+", f"listen 127.0.0.1:{port}")
-    conf = _sub(conf, r"server\s+127\.0\.0\.1:8000", f"server {upstream}")
+    servers = " ".join(f"server {upstream}\\g<params>;" for upstream in upstreams)
+    conf = _sub(conf, r"server\s+127\.0\.0\.1:8000(?P<params>[^;]*);", servers)
     conf = _sub(conf, r"worker_processes\s+[^;]+", "worker_processes 1")
     if tweaks.read_timeout is not None:
         conf = _sub(conf, r"proxy_read_timeout\s+[^;]+", f"proxy_read_timeout {tweaks.read_timeout}")
@@ -105,8 +107,8 @@ def nginx_in_front(service_url: str, tweaks: Tweaks = AS_SHIPPED, *more_urls: st
     workdir.chmod(0o755)  # nginx's workers run as an unprivileged user when the master is root
     try:
         port = unused_port()
-        upstream = "; server ".join(urlsplit(url).netloc for url in (service_url, *more_urls))
-        conf = render(REFERENCE.read_text(), port=port, upstream=upstream, workdir=workdir, tweaks=tweaks)
+        upstreams = [urlsplit(url).netloc for url in (service_url, *more_urls)]
+        conf = render(REFERENCE.read_text(), port=port, upstreams=upstreams, workdir=workdir, tweaks=tweaks)
         with run_nginx(conf, workdir, port) as url:
             yield url
     finally:
