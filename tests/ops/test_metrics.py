@@ -168,6 +168,13 @@ def two_workers(tmp_path: Path, redis_url: str, metrics_dir: Path | None) -> Ite
 def assert_both_workers_counted(url: str) -> None:
     count = 12
 
+    # Ready means one worker answers; the other may still be starting (its lifespan writes its
+    # capacity gauge): both must be up for the requests below to spread over them.
+    def both_up() -> bool:
+        return value(parse(httpx.get(f"{url}/metrics", timeout=10).text), "haystream_max_streams") == 2 * 256
+
+    wait_until(both_up, 60, "both workers to have started")
+
     def ask(_: int) -> str:
         response = httpx.post(f"{url}/chat", json=body(), timeout=30)
         return parse_sse(response.text).events[-1].event
