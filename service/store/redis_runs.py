@@ -49,6 +49,7 @@ class RedisRunStore:
         self._tasks: list[asyncio.Task[None]] = []
         self._mirrors: set[asyncio.Task[None]] = set()
         self._published: dict[str, asyncio.Event] = {}
+        self._mirrored: dict[str, HeldRun] = {}  # runs held here whose mirror still writes to Redis
 
     @property
     def available(self) -> bool:
@@ -161,8 +162,10 @@ class RedisRunStore:
         task = asyncio.get_running_loop().create_task(mirror.run(lost), name=f"{held.id}:mirror")
         self._mirrors.add(task)
         self._published[held.id] = mirror.published
+        self._mirrored[held.id] = held
         task.add_done_callback(self._mirrors.discard)
         task.add_done_callback(lambda _: self._published.pop(held.id, None))
+        task.add_done_callback(lambda _: self._mirrored.pop(held.id, None))
 
     async def started(self, held: HeldRun) -> None:
         published = self._published.get(held.id)
@@ -175,6 +178,9 @@ class RedisRunStore:
         held = self.local.get(run_id)
         if held is not None:
             return held
+        mirrored = self._mirrored.get(run_id)
+        if mirrored is not None and mirrored.abandoned:
+            return None  # forgotten here at once; its mirror is deleting its keys (`Mirror._finish`)
         with reachable():
             record: dict[bytes, bytes] = await self.commands.hgetall(run_key(run_id))  # type: ignore[misc]
         if not record:

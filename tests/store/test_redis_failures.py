@@ -191,3 +191,24 @@ async def test_a_reader_of_a_run_whose_record_goes_ends_instead_of_waiting(
     finally:
         for store in (owner, reader_side):
             await store.close(1)
+
+
+def test_an_abandoned_run_is_forgotten_at_once_even_before_its_keys_are_deleted(
+    live_service: LiveFactory, upstream_server: DemoModelServer, own_redis: RedisServer
+) -> None:
+    """The owner deletes an abandoned run's keys after its mirror has finished; with Redis refusing
+    writes for a while (CLIENT PAUSE ... WRITE: reads still answer), those keys are still there when
+    the run is abandoned, and the owner must not hand them out as a resumable run meanwhile."""
+    upstream_server.behaviour = slow(tokens=2000, token_delay=0.01)
+    live = live_service(store_url=own_redis.url, resume_grace=0.3)
+    url = live.client.post("/runs", json=body()).json()["events_url"]  # published: its record is in Redis
+    assert own_redis.command("CLIENT", "PAUSE", "4000", "WRITE").startswith(b"+OK")
+    try:
+        record = upstream_server.wait_for_requests(1)[0]
+        assert record.closed.wait(5) and record.client_gone  # nobody came back within the grace
+        idle(live)
+        assert own_redis.command("EXISTS", run_key(url.split("/")[-2])) == b":1\r\n"  # the keys are still there
+        gone = live.client.get(url)
+        assert gone.status_code == 404 and gone.json()["type"] == "run_not_found"
+    finally:
+        own_redis.command("CLIENT", "UNPAUSE")
