@@ -54,7 +54,7 @@ class Mirror:
     ) -> None:
         self._commands = commands
         self._writer = writer
-        self._held = held
+        self.held = held
         self._key = log_key(held.id)
         self._max_events = max_events
         self._max_bytes = max_bytes
@@ -70,14 +70,14 @@ class Mirror:
     async def run(self, on_lost: Callable[[], None]) -> None:
         lost = False
         give_up = asyncio.get_running_loop().time() + self._retention_ms / 1000 + self._lifetime_ms / 1000
-        async for first, frames in self._held.log.copy(0):
+        async for first, frames in self.held.log.copy(0):
             while asyncio.get_running_loop().time() < give_up:
                 try:
                     if lost:  # what reached Redis before the failure need not be written again
-                        last = await last_entry(self._commands, self._held.id)
+                        last = await last_entry(self._commands, self.held.id)
                         self.written = max(self.written, 0 if last is None else last[0] + 1)
                     if not await self._write(first, frames):
-                        self._held.stop()  # someone else ended this run in the stream: stop generating it
+                        self.held.stop()  # someone else ended this run in the stream: stop generating it
                         return
                     break
                 except UNREACHABLE:
@@ -105,8 +105,8 @@ class Mirror:
         if self._first:
             commands.append(("xtrim", (self._key,), {"minid": entry_id(self._first), "approximate": True}))
         if start == 0:
-            commands.append(("hset", (run_key(self._held.id),), {"mapping": self._record}))
-            for key in (self._key, run_key(self._held.id)):
+            commands.append(("hset", (run_key(self.held.id),), {"mapping": self._record}))
+            for key in (self._key, run_key(self.held.id)):
                 commands.append(("pexpire", (key, self._lifetime_ms), {}))
         results = await self._writer.execute(commands)
         for result in results:
@@ -126,7 +126,7 @@ class Mirror:
             self._first += 1
 
     def _keys(self) -> list[str]:
-        held = self._held
+        held = self.held
         keys = list(run_keys(held.id))
         if held.idempotency_key is not None:
             keys.append(idempotency_key(held.owner, held.idempotency_key))
@@ -136,7 +136,7 @@ class Mirror:
         """The run ended: its keys live for the retention; an abandoned run's go now (else they expire later)."""
         for _ in range(FINISH_ATTEMPTS):
             try:
-                if self._held.abandoned:
+                if self.held.abandoned:
                     await self._commands.delete(*self._keys())
                 else:
                     pipe = self._commands.pipeline(transaction=False)

@@ -47,9 +47,7 @@ class RedisRunStore:
         )
         self.writer = Writer(self.commands)  # one pooled connection per round trip
         self._tasks: list[asyncio.Task[None]] = []
-        self._mirrors: set[asyncio.Task[None]] = set()
-        self._published: dict[str, asyncio.Event] = {}
-        self._mirrored: dict[str, HeldRun] = {}  # runs held here whose mirror still writes to Redis
+        self._mirrors: dict[str, tuple[Mirror, asyncio.Task[None]]] = {}  # by run id, while each writes to Redis
 
     @property
     def available(self) -> bool:
@@ -75,7 +73,7 @@ class RedisRunStore:
     async def close(self, grace: float) -> None:
         await self.local.stop_all(grace)
         if self._mirrors:
-            _, late = await asyncio.wait(self._mirrors, timeout=grace)
+            _, late = await asyncio.wait([task for _, task in self._mirrors.values()], timeout=grace)
             for task in late:  # still retrying a Redis that is gone: what it holds is lost with the process
                 task.cancel()
         self.follower.closed = self.leases.closed = self.writer.closed = True
@@ -160,26 +158,22 @@ class RedisRunStore:
         )
         lost = partial(held.fail, StoreUnavailable())
         task = asyncio.get_running_loop().create_task(mirror.run(lost), name=f"{held.id}:mirror")
-        self._mirrors.add(task)
-        self._published[held.id] = mirror.published
-        self._mirrored[held.id] = held
-        task.add_done_callback(self._mirrors.discard)
-        task.add_done_callback(lambda _: self._published.pop(held.id, None))
-        task.add_done_callback(lambda _: self._mirrored.pop(held.id, None))
+        self._mirrors[held.id] = mirror, task
+        task.add_done_callback(lambda _: self._mirrors.pop(held.id, None))
 
     async def started(self, held: HeldRun) -> None:
-        published = self._published.get(held.id)
-        if published is not None:
+        mirroring = self._mirrors.get(held.id)
+        if mirroring is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(PUBLISH_WAIT):
-                    await published.wait()
+                    await mirroring[0].published.wait()
 
     async def get(self, run_id: str) -> RunHandle | None:
         held = self.local.get(run_id)
         if held is not None:
             return held
-        mirrored = self._mirrored.get(run_id)
-        if mirrored is not None and mirrored.abandoned:
+        mirroring = self._mirrors.get(run_id)
+        if mirroring is not None and mirroring[0].held.abandoned:
             return None  # forgotten here at once; its mirror is deleting its keys (`Mirror._finish`)
         with reachable():
             record: dict[bytes, bytes] = await self.commands.hgetall(run_key(run_id))  # type: ignore[misc]
