@@ -8,7 +8,6 @@ directive in the reference, so a test cannot quietly run a config other than the
 
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.support.binaries import require
-from tests.support.servers import unused_port
+from tests.support.servers import accepts, unused_port
 from tests.support.waiting import wait_until
 
 REFERENCE = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
@@ -86,7 +85,7 @@ def run_nginx(conf: str, workdir: Path, port: int) -> Iterator[str]:
     with (workdir / "output.log").open("wb") as output:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: process.poll() is not None or _accepts(port), 10, "nginx to listen")
+        wait_until(lambda: process.poll() is not None or accepts(port), 10, "nginx to listen")
         if process.poll() is not None:
             raise RuntimeError(f"nginx exited with {process.returncode}:\n{_logs(workdir)}")
         yield f"http://127.0.0.1:{port}"
@@ -113,14 +112,6 @@ def nginx_in_front(service_url: str, tweaks: Tweaks = AS_SHIPPED, *more_urls: st
             yield url
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _logs(workdir: Path) -> str:

@@ -32,6 +32,15 @@ def unused_port() -> int:
         return port
 
 
+def accepts(port: int) -> bool:
+    """Something listens on this loopback port (a server started as a process, before it is used)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 @contextmanager
 def refused_port() -> Iterator[int]:
     """A loopback port that refuses connections while held: bound, never listening, so no server started

@@ -6,7 +6,6 @@ tells that a request went through it, or did not.
 """
 
 import re
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.binaries import require
-from tests.support.servers import stop_process, unused_port
+from tests.support.servers import accepts, stop_process, unused_port
 from tests.support.waiting import wait_until
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -52,18 +51,10 @@ def run_tinyproxy(workdir: Path) -> Iterator[Tinyproxy]:
     with output.open("wb") as sink:
         process = subprocess.Popen([binary, "-d", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=sink, stderr=sink)
     try:
-        wait_until(lambda: process.poll() is not None or _accepts(port), 10, "tinyproxy to listen")
+        wait_until(lambda: process.poll() is not None or accepts(port), 10, "tinyproxy to listen")
         if process.poll() is not None:
             raise RuntimeError(f"tinyproxy exited with {process.returncode}:\n{output.read_text()}")
         yield Tinyproxy(f"http://127.0.0.1:{port}", log)
     finally:
         if process.poll() is None:
             stop_process(process, 10)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
