@@ -14,6 +14,7 @@ import pytest
 from service.app import create_app
 from service.demo_model import Behaviour, DemoModelServer, expected_text
 from tests.conftest import LiveService, SettingsFactory
+from tests.ops.test_metrics import parse, value
 from tests.support.nginx import AS_SHIPPED, Tweaks, nginx_in_front
 from tests.support.servers import run_server
 from tests.support.sse import SSEParser, text_of
@@ -184,14 +185,8 @@ def test_a_full_replica_s_503_is_passed_on_to_the_next_one(
         for _ in range(6):  # round-robin sends about half of them to the full replica first
             parser, complete = read_all(client)
             assert complete and text_of(parser.events) == expected_text(QUERY, upstream_server.behaviour)
-        refused = _refusals(full.get("/metrics").text)
+        refused = value(parse(full.get("/metrics").text), "haystream_refusals_total", reason="slots")
         assert refused >= 1, "no request reached the full replica: the test did not test the retry"
-
-
-def _refusals(metrics: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("haystream_refusals_total{")
-    )
 
 
 def test_when_every_replica_is_full_the_client_gets_their_503_not_nginx_s_502(
