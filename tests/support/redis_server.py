@@ -7,11 +7,11 @@ the same port let a test take Redis away mid-stream and bring it back.
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support.binaries import require
 from tests.support.servers import unused_port
+from tests.support.waiting import _wait
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -37,14 +37,13 @@ class RedisServer:
         command += ["--daemonize", "no", "--protected-mode", "yes", "--dir", str(self.log.parent)]
         with self.log.open("a") as output:
             self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ping():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited on start:\n{self.log.read_text()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"redis-server did not answer PING within {START_TIMEOUT} s")
-            time.sleep(0.01)
+        process = self.process
+        answered = _wait(lambda: process.poll() is not None or self.ping(), START_TIMEOUT)
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited on start:\n{self.log.read_text()}")
+        if not answered:
+            self.stop()
+            raise TimeoutError(f"redis-server did not answer PING within {START_TIMEOUT} s")
         return self
 
     def stop(self) -> None:
