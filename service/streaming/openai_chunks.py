@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from service.streaming.sse import Event
+from service.streaming.sse import Event, json_frame
 
 OBJECT_CHUNK = "chat.completion.chunk"
 OBJECT_COMPLETION = "chat.completion"
@@ -82,7 +82,7 @@ class OpenAIChunks:
             return self._frame(self._choice('{"role":"assistant","content":""}', "null"), event_id)
         if event.name == "end":
             return self._end(json.loads(event.data), event_id)
-        return _frame(json.dumps(run_error_object(json.loads(event.data))), event_id)
+        return json_frame(json.dumps(run_error_object(json.loads(event.data))), event_id)
 
     def _end(self, data: dict[str, Any], event_id: str | None) -> bytes:
         finish_reason = json.dumps(data.get("finish_reason") or "stop")
@@ -97,14 +97,7 @@ class OpenAIChunks:
         return ',"choices":[{"index":0,"delta":' + delta + ',"logprobs":null,"finish_reason":' + finish_reason + "}]"
 
     def _frame(self, rest: str, event_id: str | None) -> bytes:
-        return _frame(self._head + rest + "}", event_id)
-
-
-def _frame(data: str, event_id: str | None) -> bytes:
-    """One SSE event: the data is JSON (no line breaks), the id one of the event log's (none either)."""
-    if event_id is None:
-        return f"data: {data}\n\n".encode()
-    return f"id: {event_id}\ndata: {data}\n\n".encode()
+        return json_frame(self._head + rest + "}", event_id)
 
 
 def completion(

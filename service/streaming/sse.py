@@ -54,6 +54,16 @@ def json_string(text: str) -> str:
     return encoded
 
 
+def json_frame(data: str, event_id: str | None, name: str | None = None) -> bytes:
+    """One event in one step, for what needs nothing split or stripped: `data` is JSON (no line
+    break: `json_string`, `json.dumps`), `event_id` one of the event log's (`<run_id>:<n>`, URL-safe)
+    and `name` a constant of ours. Each token's frame is one of these."""
+    head = "" if event_id is None else f"id: {event_id}\n"
+    if name is not None:
+        head += f"event: {name}\n"
+    return f"{head}data: {data}\n\n".encode()
+
+
 def comment(text: str) -> bytes:
     """A comment frame; clients ignore it, proxies see traffic."""
     return "".join(f": {line}\n" for line in _LINE_BREAK.split(text)).encode() + b"\n"
@@ -74,16 +84,15 @@ class Encoder(Protocol):
 class NamedEvents:
     """The service's own events: `metadata`, `data`..., then `end` or `error`, each with its id.
 
-    A `data` event, one per token, is framed in one step: its data is a JSON string (`json_string`),
-    which never holds a line break, and its id is the event log's (`<run_id>:<n>`, URL-safe), so
-    there is nothing to split or strip; anything else takes `encode`'s general path."""
+    A `data` event, one per token, is a `json_frame`: its data is a JSON string (`json_string`);
+    anything else, or data with a raw line break, takes `encode`'s general path."""
 
     wire: ClassVar[str] = "events"
 
     def __call__(self, event: Event, event_id: str | None) -> bytes:
         data = event.data
-        if event.name == "data" and event_id is not None and "\n" not in data and "\r" not in data:
-            return f"id: {event_id}\nevent: data\ndata: {data}\n\n".encode()
+        if event.name == "data" and "\n" not in data and "\r" not in data:
+            return json_frame(data, event_id, "data")
         return encode(Event(event.name, data, event_id))
 
 
